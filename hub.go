@@ -1,0 +1,404 @@
+// hub.go owns the clients: their mailboxes, their parked polls and their lifetimes.
+// One goroutine, hub.run, is the only code that reads or writes that state; everybody
+// else talks to it through the channels below, so no mutex is needed and every client
+// sees every message in the one order in which the hub handled them.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// config holds the hub's limits; tests shrink the durations to milliseconds.
+type config struct {
+	pollTimeout time.Duration // how long a poll may park before it answers empty
+	clientTTL   time.Duration // a client with no parked poll for this long is expired
+	maxClients  int           // connects beyond this are refused
+	mailbox     int           // more unacknowledged messages than this evicts the client
+}
+
+// message is one event, encoded to JSON once and shared by every mailbox it sits in.
+// body is `"event":"E","data":D`; the per-client seq is written around it on delivery.
+type message struct {
+	body   []byte
+	online bool // an `online` count, which a newer count may replace before delivery
+}
+
+// batch is the hub's answer to a poll: the waiting messages, first has seq first.
+type batch struct {
+	first uint64
+	msgs  []*message
+	err   error
+}
+
+// pollRequest asks for the messages after a cursor. reply is buffered 1 so that the
+// hub never blocks on a handler that has already gone.
+type pollRequest struct {
+	id    string
+	after uint64
+	reply chan batch
+}
+
+// emitRequest asks the hub to put msg in every mailbox; the hub answers on reply (buffered 1).
+type emitRequest struct {
+	from  string
+	msg   *message
+	reply chan error
+}
+
+// connectRequest asks the hub to open a mailbox for a fresh id.
+type connectRequest struct {
+	id    string
+	reply chan error
+}
+
+// client is one mailbox: the messages the client has not yet acknowledged.
+type client struct {
+	acked    uint64       // the highest seq the client said it has (its latest `after`)
+	queue    []*message   // seq acked+1, acked+2, ...
+	sent     uint64       // the highest seq ever handed to a poll
+	parked   *pollRequest // the poll waiting for news, if any
+	lastSeen time.Time    // when the client last had a poll parked or answered
+}
+
+// last is the highest seq this client has been given.
+func (c *client) last() uint64 { return c.acked + uint64(len(c.queue)) }
+
+// Errors the hub answers with; poll.go turns them into HTTP statuses.
+var (
+	errFull    = errors.New("server full: too many clients connected")
+	errStopped = errors.New("server shutting down")
+)
+
+// goneError says why an id no longer has a mailbox (HTTP 410).
+type goneError struct{ why string }
+
+func (e goneError) Error() string { return e.why }
+
+// cursorError is an `after` beyond anything the client was given (HTTP 400).
+type cursorError struct{ after, last uint64 }
+
+func (e cursorError) Error() string {
+	return fmt.Sprintf("after=%d is beyond the highest seq given to this client (%d)", e.after, e.last)
+}
+
+// hub is the handle the HTTP handlers hold. Its channels are the only way in.
+type hub struct {
+	cfg      config
+	connects chan connectRequest // handlers send, run receives
+	polls    chan *pollRequest   // handlers send, run receives
+	unparks  chan *pollRequest   // handlers send when a poll times out or its browser leaves
+	emits    chan emitRequest    // handlers send, run receives
+	leaves   chan string         // handlers send ids that said goodbye
+	stop     chan struct{}       // closed by stopHub to end run
+	done     chan struct{}       // closed by run when it has answered every parked poll and returned
+}
+
+// newHub makes a hub; call go h.run() to start it.
+func newHub(cfg config) *hub {
+	return &hub{
+		cfg:      cfg,
+		connects: make(chan connectRequest),
+		polls:    make(chan *pollRequest),
+		unparks:  make(chan *pollRequest),
+		emits:    make(chan emitRequest),
+		leaves:   make(chan string),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// run is the hub goroutine. It owns clients and gone; it stops when stop is closed.
+func (h *hub) run() {
+	defer close(h.done)
+	clients := map[string]*client{}
+	gone := newGraveyard(h.cfg.maxClients) // why recent ids left, for clear 410s
+	sweep := time.NewTicker(max(h.cfg.clientTTL/4, time.Millisecond))
+	defer sweep.Stop()
+	s := &state{cfg: h.cfg, clients: clients, gone: gone}
+
+	for {
+		select {
+		case req := <-h.connects:
+			req.reply <- s.connect(req.id)
+		case req := <-h.polls:
+			s.poll(req)
+		case req := <-h.unparks:
+			s.unpark(req)
+		case req := <-h.emits:
+			req.reply <- s.emit(req)
+		case id := <-h.leaves:
+			s.remove(id, "disconnected: this id said goodbye")
+		case now := <-sweep.C:
+			s.expire(now)
+		case <-h.stop:
+			for _, c := range clients {
+				s.answer(c) // every parked poll gets its (empty) batch now, not at its timeout
+			}
+			return
+		}
+	}
+}
+
+// stopHub ends run; handlers that still call the hub get errStopped.
+func (h *hub) stopHub() { close(h.stop); <-h.done }
+
+// The methods below are the hub's API. They run on the caller's goroutine (an HTTP
+// handler's) and only send and receive on the hub's channels.
+
+// join opens a mailbox for id.
+func (h *hub) join(id string) error {
+	req := connectRequest{id: id, reply: make(chan error, 1)}
+	select {
+	case h.connects <- req:
+		return <-req.reply
+	case <-h.done:
+		return errStopped
+	}
+}
+
+// wait asks for the messages after the cursor `after` and waits for the hub's answer,
+// the poll timeout, or ctx (the browser going away), whichever comes first.
+func (h *hub) wait(ctx context.Context, id string, after uint64) batch {
+	req := &pollRequest{id: id, after: after, reply: make(chan batch, 1)}
+	select {
+	case h.polls <- req:
+	case <-h.done:
+		return batch{err: errStopped}
+	}
+	timer := time.NewTimer(h.cfg.pollTimeout)
+	defer timer.Stop()
+	select {
+	case b := <-req.reply:
+		return b
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	// Unpark at once, so the hub stops counting this poll as a live client. The hub
+	// answers req exactly once: with what it already sent, or with an empty batch now.
+	select {
+	case h.unparks <- req:
+	case <-h.done: // a stopped hub has answered every parked poll already
+	}
+	return <-req.reply
+}
+
+// send puts msg in every mailbox, on behalf of the client from.
+func (h *hub) send(from string, msg *message) error {
+	req := emitRequest{from: from, msg: msg, reply: make(chan error, 1)}
+	select {
+	case h.emits <- req:
+		return <-req.reply
+	case <-h.done:
+		return errStopped
+	}
+}
+
+// leave closes id's mailbox; an unknown id is not an error.
+func (h *hub) leave(id string) {
+	select {
+	case h.leaves <- id:
+	case <-h.done:
+	}
+}
+
+// state is what run owns. Its methods run only on the hub goroutine.
+type state struct {
+	cfg     config
+	clients map[string]*client
+	gone    *graveyard
+}
+
+// connect opens a mailbox and tells everybody, the newcomer too, how many are online.
+func (s *state) connect(id string) error {
+	if len(s.clients) >= s.cfg.maxClients {
+		return errFull
+	}
+	s.clients[id] = &client{lastSeen: time.Now()}
+	s.broadcastOnline()
+	return nil
+}
+
+// poll acknowledges everything up to req.after, then answers at once if anything is
+// waiting, or parks req until a message arrives. A parked poll it replaces answers empty:
+// at most one poll per client waits, so a reconnecting browser never leaves one behind.
+func (s *state) poll(req *pollRequest) {
+	c, ok := s.clients[req.id]
+	if !ok {
+		req.reply <- batch{err: s.gone.why(req.id)}
+		return
+	}
+	if req.after > c.last() {
+		req.reply <- batch{err: cursorError{req.after, c.last()}}
+		return
+	}
+	if req.after > c.acked { // forget what the client now has; it can never ask again
+		c.queue = c.queue[req.after-c.acked:]
+		c.acked = req.after
+	}
+	if c.parked != nil {
+		c.parked.reply <- batch{}
+	}
+	c.parked = req
+	if len(c.queue) > 0 {
+		s.answer(c)
+	}
+}
+
+// answer hands a client's parked poll everything in its mailbox and unparks it.
+// The messages stay in the mailbox until a later poll acknowledges them, so a response
+// lost on the way, or one that races a timeout, costs nothing: the next poll with the
+// same cursor gets the same messages again.
+func (s *state) answer(c *client) {
+	if c.parked == nil {
+		return
+	}
+	c.parked.reply <- batch{first: c.acked + 1, msgs: append([]*message(nil), c.queue...)}
+	c.parked = nil
+	c.sent = c.last()
+	c.lastSeen = time.Now()
+}
+
+// unpark forgets a poll that timed out or whose browser went away. If it is still
+// parked it gets an empty batch; if the hub answered it already, that answer stands.
+func (s *state) unpark(req *pollRequest) {
+	c, ok := s.clients[req.id]
+	if !ok || c.parked != req {
+		return
+	}
+	c.parked = nil
+	c.lastSeen = time.Now()
+	req.reply <- batch{}
+}
+
+// emit puts one message in every mailbox, the sender's too, in one step, so all
+// clients see all messages in the same order.
+func (s *state) emit(req emitRequest) error {
+	if _, ok := s.clients[req.from]; !ok {
+		return s.gone.why(req.from)
+	}
+	s.broadcast(req.msg)
+	return nil
+}
+
+// broadcast appends msg to every mailbox and wakes every parked poll. A client whose
+// mailbox overflows is evicted (and the others hear the new count): memory stays
+// bounded, and the evicted client learns of its loss from its next poll's 410.
+func (s *state) broadcast(msg *message) {
+	var full []string
+	for id, c := range s.clients {
+		tail := len(c.queue) - 1
+		if msg.online && tail >= 0 && c.queue[tail].online && c.last() > c.sent {
+			c.queue[tail] = msg // nobody saw the old count yet: replace it, keep one
+		} else {
+			c.queue = append(c.queue, msg)
+		}
+		if len(c.queue) > s.cfg.mailbox {
+			full = append(full, id)
+			continue
+		}
+		s.answer(c)
+	}
+	for _, id := range full {
+		s.drop(id, fmt.Sprintf("evicted: more than %d unacknowledged messages; poll sooner", s.cfg.mailbox))
+	}
+	if len(full) > 0 {
+		s.broadcastOnline()
+	}
+}
+
+// broadcastOnline tells everybody how many clients are connected.
+func (s *state) broadcastOnline() {
+	s.broadcast(&message{body: encode("online", json.RawMessage(strconv.Itoa(len(s.clients)))), online: true})
+}
+
+// expire removes clients that have had no parked poll for longer than the TTL:
+// tabs that closed without a goodbye.
+func (s *state) expire(now time.Time) {
+	n := len(s.clients)
+	for id, c := range s.clients {
+		if c.parked == nil && now.Sub(c.lastSeen) > s.cfg.clientTTL {
+			s.drop(id, fmt.Sprintf("expired: no poll for more than %s", s.cfg.clientTTL))
+		}
+	}
+	s.gone.sweep(now, s.cfg.clientTTL*10)
+	if len(s.clients) < n {
+		s.broadcastOnline()
+	}
+}
+
+// remove drops a client and tells the others the new count.
+func (s *state) remove(id, why string) {
+	if _, ok := s.clients[id]; ok {
+		s.drop(id, why)
+		s.broadcastOnline()
+	}
+}
+
+// drop deletes a client's mailbox and remembers why; a parked poll learns it at once.
+func (s *state) drop(id, why string) {
+	if c := s.clients[id]; c.parked != nil {
+		c.parked.reply <- batch{err: goneError{why}}
+	}
+	delete(s.clients, id)
+	s.gone.bury(id, why)
+}
+
+// encode writes the shared part of a message, `"event":"E","data":D`, once.
+func encode(event string, data json.RawMessage) []byte {
+	e, _ := json.Marshal(event) // a string always marshals
+	b := make([]byte, 0, len(e)+len(data)+17)
+	b = append(b, `"event":`...)
+	b = append(b, e...)
+	b = append(b, `,"data":`...)
+	return append(b, data...)
+}
+
+// graveyard remembers, for a while and up to a bound, why ids left, so that a late poll
+// hears "expired" or "evicted" rather than just "unknown".
+type graveyard struct {
+	reasons map[string]string
+	order   []grave // oldest first
+	limit   int
+}
+
+type grave struct {
+	id string
+	at time.Time
+}
+
+func newGraveyard(limit int) *graveyard {
+	return &graveyard{reasons: map[string]string{}, limit: max(limit, 1)}
+}
+
+func (g *graveyard) bury(id, why string) {
+	g.reasons[id] = why
+	g.order = append(g.order, grave{id, time.Now()})
+	for len(g.order) > g.limit {
+		g.forgetOldest()
+	}
+}
+
+// sweep forgets graves older than keep.
+func (g *graveyard) sweep(now time.Time, keep time.Duration) {
+	for len(g.order) > 0 && now.Sub(g.order[0].at) > keep {
+		g.forgetOldest()
+	}
+}
+
+func (g *graveyard) forgetOldest() {
+	delete(g.reasons, g.order[0].id)
+	g.order = g.order[1:]
+}
+
+// why is the 410 for an id without a mailbox.
+func (g *graveyard) why(id string) error {
+	if why, ok := g.reasons[id]; ok {
+		return goneError{why}
+	}
+	return goneError{"unknown id: never connected here, or gone long ago; connect again"}
+}

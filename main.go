@@ -1,0 +1,106 @@
+// main.go wires the program in plain view: flags, the hub goroutine, the HTTP server,
+// and a shutdown that answers every parked poll at once.
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// static holds the chat page, built into the binary so it runs from any folder.
+//
+//go:embed static
+var static embed.FS
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "longpoll:", err)
+		os.Exit(2)
+	}
+}
+
+// run serves until ctx is done (SIGINT or SIGTERM), then shuts down cleanly.
+// Tests call it directly with their own context and log writer.
+func run(ctx context.Context, args []string, logTo io.Writer) error {
+	cfg := config{}
+	flags := flag.NewFlagSet("longpoll", flag.ContinueOnError)
+	flags.SetOutput(logTo)
+	addr := flags.String("addr", "localhost:8080", "`host:port` to listen on; port 0 picks a free one")
+	flags.DurationVar(&cfg.pollTimeout, "poll-timeout", 25*time.Second, "how long a poll may wait for news before it answers empty")
+	flags.DurationVar(&cfg.clientTTL, "client-ttl", 30*time.Second, "a client with no poll waiting for this long is expired")
+	flags.IntVar(&cfg.maxClients, "max-clients", 10000, "connected clients at most; more get 503")
+	flags.IntVar(&cfg.mailbox, "mailbox", 1024, "unacknowledged messages a client may have before it is evicted")
+	maxMessage := flags.Int64("max-message", 65536, "bytes of request body an emit may carry")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.maxClients < 1 || cfg.mailbox < 1 || *maxMessage < 1 {
+		return errors.New("-poll-timeout and -client-ttl must be positive, -max-clients, -mailbox and -max-message at least 1")
+	}
+	log := slog.New(slog.NewTextHandler(logTo, nil))
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	h := newHub(cfg)
+	go h.run()
+	files, _ := fs.Sub(static, "static") // cannot fail: the folder is embedded
+	srv := &http.Server{
+		Handler:           routes(h, *maxMessage, files),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second, // bodies; a parked GET is not reading, so it is not cut
+		WriteTimeout:      cfg.pollTimeout + 10*time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	// Shutdown waits for requests to finish, and parked polls would wait out their
+	// timeout: stopping the hub answers them all at once.
+	srv.RegisterOnShutdown(h.stopHub)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("serving chat; open this URL in two tabs", "url", openURL(*addr, ln.Addr()))
+
+	select {
+	case err := <-served:
+		h.stopHub()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	<-h.done
+	return err
+}
+
+// openURL names the port actually bound (so -addr 127.0.0.1:0 works) with the host
+// the user asked for, or localhost when they asked for every interface.
+func openURL(addr string, bound net.Addr) string {
+	host, _, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	port := bound.(*net.TCPAddr).Port
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/"
+}

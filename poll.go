@@ -1,0 +1,219 @@
+// poll.go owns the HTTP side: it checks each request, turns it into one hub call, and
+// writes the hub's answer as JSON. It holds no client state of its own.
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// api is the HTTP face of one hub.
+type api struct {
+	hub        *hub
+	maxMessage int64 // bytes of request body an emit may carry
+}
+
+// routes maps the contract's paths to handlers. Go's method patterns ("POST /emit")
+// would answer a wrong method with a plain-text 405, but every API error here is JSON,
+// so each path gets one handler and only() checks the method.
+func routes(h *hub, maxMessage int64, files fs.FS) http.Handler {
+	a := &api{hub: h, maxMessage: maxMessage}
+	mux := http.NewServeMux()
+	mux.Handle("/connect", only(a.connect, "POST"))
+	mux.Handle("/poll", only(a.poll, "GET"))
+	mux.Handle("/emit", only(a.emit, "POST"))
+	mux.Handle("/disconnect", only(a.disconnect, "POST"))
+	mux.Handle("/", only(http.FileServerFS(files).ServeHTTP, "GET", "HEAD"))
+	return mux
+}
+
+// only answers 405 with an Allow header to any other method, and marks every
+// response no-store: a cached poll answer would be a lost or repeated message.
+func only(next http.HandlerFunc, methods ...string) http.Handler {
+	allow := strings.Join(methods, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if !slices.Contains(methods, r.Method) {
+			w.Header().Set("Allow", allow)
+			fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
+			return
+		}
+		next(w, r)
+	})
+}
+
+// connect gives the browser a fresh, unguessable id with an empty mailbox.
+func (a *api) connect(w http.ResponseWriter, r *http.Request) {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics rather than return weak bytes)
+	id := hex.EncodeToString(b[:])
+	if err := a.hub.join(id); err != nil {
+		failHub(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		ID string `json:"id"`
+	}{id})
+}
+
+// poll is the long poll: it acknowledges everything up to `after` and waits for what
+// comes next. The browser calls it again as soon as it has an answer.
+func (a *api) poll(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id := q.Get("id")
+	if id == "" {
+		fail(w, http.StatusBadRequest, "id is missing: POST /connect gives you one")
+		return
+	}
+	after, err := strconv.ParseUint(q.Get("after"), 10, 64)
+	if err != nil {
+		fail(w, http.StatusBadRequest, fmt.Sprintf("after=%q is not a non-negative integer: send the highest seq you have, 0 at first", q.Get("after")))
+		return
+	}
+	b := a.hub.wait(r.Context(), id, after)
+	if b.err != nil {
+		failHub(w, b.err)
+		return
+	}
+	// Each message body was encoded once, for everybody; only the seq is per client.
+	out := append(make([]byte, 0, 64), `{"messages":[`...)
+	for i, m := range b.msgs {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, `{"seq":`...)
+		out = strconv.AppendUint(out, b.first+uint64(i), 10)
+		out = append(out, ',')
+		out = append(out, m.body...)
+		out = append(out, '}')
+	}
+	out = append(out, "]}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(out)
+}
+
+// emit checks one message and hands it to the hub, answering once every mailbox has it.
+func (a *api) emit(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		fail(w, http.StatusBadRequest, "id is missing: POST /connect gives you one")
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		fail(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return
+	}
+	msg, err := decodeEmit(http.MaxBytesReader(w, r.Body, a.maxMessage))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over %d bytes", a.maxMessage))
+		return
+	}
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := a.hub.send(id, msg); err != nil {
+		failHub(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// disconnect is the browser's goodbye, so the others hear of it now rather than
+// after -client-ttl. Saying goodbye twice is fine.
+func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		fail(w, http.StatusBadRequest, "id is missing")
+		return
+	}
+	a.hub.leave(id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// reserved are the events only the server sends, so no client can fake them.
+var reserved = map[string]bool{"online": true}
+
+// decodeEmit reads {"event":"E","data":D} strictly: one JSON object, known fields
+// only, a valid event name. It encodes the message for the mailboxes right away, so
+// the hub goroutine does no JSON work.
+func decodeEmit(r io.Reader) (*message, error) {
+	var body struct {
+		Event string          `json:"event"`
+		Data  json.RawMessage `json:"data"`
+	}
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return nil, fmt.Errorf("malformed JSON body: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, err
+		}
+		return nil, errors.New("malformed JSON body: trailing data after the object")
+	}
+	if err := checkEvent(body.Event); err != nil {
+		return nil, err
+	}
+	if body.Data == nil {
+		body.Data = json.RawMessage("null")
+	}
+	return &message{body: encode(body.Event, body.Data)}, nil
+}
+
+// checkEvent accepts 1-64 characters of A-Za-z0-9_.:- that the server does not use itself.
+func checkEvent(e string) error {
+	if len(e) < 1 || len(e) > 64 {
+		return fmt.Errorf("event must be 1 to 64 characters, got %d", len(e))
+	}
+	for _, c := range e {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("_.:-", c)) {
+			return fmt.Errorf("event %q has %q: use only A-Za-z0-9_.:-", e, c)
+		}
+	}
+	if reserved[e] {
+		return fmt.Errorf("event %q is reserved: only the server sends it", e)
+	}
+	return nil
+}
+
+// failHub maps the hub's errors to statuses.
+func failHub(w http.ResponseWriter, err error) {
+	var gone goneError
+	var cursor cursorError
+	switch {
+	case errors.As(err, &gone):
+		fail(w, http.StatusGone, err.Error())
+	case errors.As(err, &cursor):
+		fail(w, http.StatusBadRequest, err.Error())
+	default: // errFull, errStopped: try again later
+		fail(w, http.StatusServiceUnavailable, err.Error())
+	}
+}
+
+// fail writes the API's error shape, {"error":"why"}.
+func fail(w http.ResponseWriter, status int, why string) {
+	writeJSON(w, status, struct {
+		Error string `json:"error"`
+	}{why})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, _ := json.Marshal(v) // only plain structs of strings reach here
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
