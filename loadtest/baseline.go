@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// serveBaseline runs the trivial server of -mode baseline in this process,
+// so the real server never has to carry a benchmark route. Its routes:
+//
+//	GET  /         answers {"messages":[]} at once: the cheapest possible "poll"
+//	POST /connect  answers {"id":"<32 hex>"} like the real server
+//	GET  /poll     parks until the client goes or -poll-timeout passes, then
+//	               answers {"messages":[]}: a bare net/http park, no hub
+//
+// The last two let -mode hold measure what net/http alone costs per parked
+// connection (with -broadcasts 0).
+func serveBaseline(cfg config) error {
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	empty := []byte(`{"messages":[]}`)
+	answer := func(w http.ResponseWriter, body []byte) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(body)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		_ = r.URL.Query().Get("id") // parse the query like a poll would
+		answer(w, empty)
+	})
+	mux.HandleFunc("POST /connect", func(w http.ResponseWriter, r *http.Request) {
+		id := make([]byte, 16)
+		rand.Read(id)
+		answer(w, []byte(`{"id":"`+hex.EncodeToString(id)+`"}`))
+	})
+	mux.HandleFunc("GET /poll", func(w http.ResponseWriter, r *http.Request) {
+		t := time.NewTimer(cfg.pollTimeout)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+		case <-t.C:
+			answer(w, empty)
+		}
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	fmt.Printf("url=http://%s/ pid=%d\n", ln.Addr(), os.Getpid())
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-stop
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
+
+// spawnBaseline starts "loadtest -mode serve-baseline" as a child process,
+// which dies with this one, and returns its URL, pid and a function that
+// stops it.
+func spawnBaseline(cfg config) (string, int, func(), error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", 0, nil, err
+	}
+	cmd := exec.Command(exe, "-mode", "serve-baseline", "-addr", "127.0.0.1:0")
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", 0, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", 0, nil, err
+	}
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	url, _, _ := strings.Cut(strings.TrimPrefix(line, "url="), " ")
+	if err != nil || !strings.HasPrefix(url, "http://127.0.0.1:") {
+		stop()
+		return "", 0, nil, fmt.Errorf("trivial server did not start: %q %v", line, err)
+	}
+	go io.Copy(io.Discard, out)
+	return url, cmd.Process.Pid, stop, nil
+}
+
+// baseline measures the trivial endpoint with the same HTTP client: n
+// keep-alive connections, each sending a poll-shaped GET as soon as the last
+// one is answered, for -duration. With no -url it starts its own trivial
+// server. It returns requests per second and server CPU per request in µs.
+func baseline(ctx context.Context, cfg config) (bool, float64, float64) {
+	url, pid := cfg.url, cfg.pid
+	if url == "" {
+		u, p, stop, err := spawnBaseline(cfg)
+		if err != nil {
+			say("FAIL: %v", err)
+			return false, 0, 0
+		}
+		defer stop()
+		url, pid = u, p
+		say("started the trivial server at %s (pid %d)", url, pid)
+	}
+	pr := probe{pid}
+	target := url + "?id=" + strings.Repeat("0", 32) + "&after=0"
+	clients := make([]*http.Client, cfg.n)
+	for i := range clients {
+		clients[i] = &http.Client{Transport: newTransport(cfg, i, 1)}
+	}
+	get := func(ctx context.Context, hc *http.Client) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", target, resp.Status)
+		}
+		return nil
+	}
+	// Open every connection first, so the measured part is only round trips.
+	if err := forEach(ctx, cfg.n, cfg.concurrency, func(i int) error { return get(ctx, clients[i]) }); err != nil {
+		say("FAIL: warm-up: %v", err)
+		return false, 0, 0
+	}
+	var reqs, errs atomic.Int64
+	cpu0, start := pr.cpu(), time.Now()
+	runCtx, cancel := context.WithTimeout(ctx, cfg.duration)
+	defer cancel()
+	forEach(ctx, cfg.n, cfg.n, func(i int) error {
+		for runCtx.Err() == nil {
+			if err := get(runCtx, clients[i]); err == nil {
+				reqs.Add(1)
+			} else if runCtx.Err() == nil {
+				errs.Add(1)
+				sleep(runCtx, 100*time.Millisecond)
+			}
+		}
+		return nil
+	})
+	took, cpu := time.Since(start), pr.cpu()-cpu0
+	for _, hc := range clients {
+		hc.CloseIdleConnections()
+	}
+	n := reqs.Load()
+	rate := float64(n) / took.Seconds()
+	say("%d requests on %d connections in %s: %.0f requests/s; server cpu %s: %s per request",
+		n, cfg.n, took.Round(time.Millisecond), rate, cpu, perUnit(cpu, n, pid))
+	pass := errs.Load() == 0 && n > 0
+	summary("baseline", pass, "n=%d duration=%s requests=%d requests_per_s=%.0f cpu_per_request=%s errors=%d",
+		cfg.n, cfg.duration, n, rate, perUnit(cpu, n, pid), errs.Load())
+	return pass, rate, perMicro(cpu, n)
+}

@@ -1,0 +1,224 @@
+// Command loadtest drives a running long-poll server the way the chat page
+// does: N virtual clients connect, each keeps exactly one poll parked with
+// its own cursor and keep-alive connection, and publishers emit numbered,
+// timestamped messages. Every mode checks that nothing was lost, duplicated
+// or reordered, and, given the server's -pid, reads its memory and CPU time
+// from /proc. Run the server and this tool as separate processes:
+//
+//	go build -o /tmp/srv . && /tmp/srv -addr 127.0.0.1:8080 &
+//	go run ./loadtest -url http://127.0.0.1:8080 -pid $! -mode hold
+//
+// Modes: hold (N parked, memory per client, broadcast wake-up time), fanout
+// (one publisher at a fixed rate, loss and CPU per delivery), flood
+// (publishers as fast as the clients keep up, deliveries per second),
+// baseline (the same client against a trivial server it starts itself, the
+// machine's limit for comparison) and serve-baseline (that trivial server).
+//
+// Every loop is bounded in count and time, and all traffic goes to the given
+// loopback URL. The last line of every mode is a "SUMMARY" line of key=value
+// pairs that ends in PASS or FAIL.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is every flag of the tool.
+type config struct {
+	mode            string
+	url             string
+	pid             int
+	n               int           // virtual clients (0: the mode's default)
+	rate            float64       // fanout: messages per second
+	duration        time.Duration // fanout, flood, baseline: how long to send
+	broadcasts      int           // hold: broadcasts to time
+	publishers      int           // flood: publishing clients
+	window          int           // flood: how far the slowest client may lag
+	concurrency     int           // connects, first polls and goodbyes in flight
+	sources         int           // source addresses 127.0.0.1..N (0: one per 10,000 clients)
+	separateConnect bool          // connect on another connection than the polls
+	compare         bool          // fanout, flood: also run baseline and print the ratio
+	every           time.Duration // fanout, flood: print server rss this often (0: never)
+	timeout         time.Duration // hard limit on the whole run
+	addr            string        // serve-baseline: listen address
+	pollTimeout     time.Duration // serve-baseline: how long /poll parks
+}
+
+// defaultN is each mode's client count when -n is not given.
+var defaultN = map[string]int{"hold": 10000, "fanout": 1000, "flood": 100, "baseline": 1000}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.mode, "mode", "", "hold, fanout, flood, baseline or serve-baseline")
+	flag.StringVar(&cfg.url, "url", "", "server root, on 127.0.0.x (baseline: empty starts its own trivial server)")
+	flag.IntVar(&cfg.pid, "pid", 0, "server pid, to read its RSS and CPU time from /proc")
+	flag.IntVar(&cfg.n, "n", 0, "virtual clients (default hold 10000, fanout 1000, flood 100, baseline 1000)")
+	flag.Float64Var(&cfg.rate, "rate", 20, "fanout: messages per second")
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "fanout, flood, baseline: how long to send")
+	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "hold: broadcasts to time (0: only measure memory)")
+	flag.IntVar(&cfg.publishers, "publishers", 4, "flood: publishing clients")
+	flag.IntVar(&cfg.window, "window", 512, "flood: most messages the slowest client may lag behind (0: no limit)")
+	flag.IntVar(&cfg.concurrency, "concurrency", 100, "connects, first polls and goodbyes in flight")
+	flag.IntVar(&cfg.sources, "sources", 0, "spread connections over source addresses 127.0.0.1..N (0: one per 10000 clients)")
+	flag.BoolVar(&cfg.separateConnect, "separate-connect", false, "connect on a shared connection, so poll connections only ever park GETs")
+	flag.BoolVar(&cfg.compare, "compare", false, "fanout, flood: then run baseline with the same -n and -duration and print the ratio")
+	flag.DurationVar(&cfg.every, "every", 0, "fanout, flood: print the server's rss this often")
+	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "hard limit on the whole run")
+	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:0", "serve-baseline: listen address")
+	flag.DurationVar(&cfg.pollTimeout, "poll-timeout", 25*time.Second, "serve-baseline: how long GET /poll parks")
+	flag.Parse()
+	os.Exit(runMode(cfg))
+}
+
+// runMode checks the flags, prepares the process and runs one mode; it
+// returns the exit code: 0 when the mode passed its checks.
+func runMode(cfg config) int {
+	if cfg.mode == "serve-baseline" {
+		if err := serveBaseline(cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			return 1
+		}
+		return 0
+	}
+	if _, ok := defaultN[cfg.mode]; !ok {
+		fmt.Fprintln(os.Stderr, "loadtest: -mode must be hold, fanout, flood, baseline or serve-baseline")
+		return 2
+	}
+	if cfg.n <= 0 {
+		cfg.n = defaultN[cfg.mode]
+	}
+	if cfg.sources <= 0 {
+		cfg.sources = 1 + (cfg.n-1)/10000
+	}
+	cfg.concurrency = max(cfg.concurrency, 1)
+	base := ""
+	if cfg.url != "" || cfg.mode != "baseline" {
+		var err error
+		if base, err = loopbackBase(cfg.url); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			return 2
+		}
+		if cfg.mode == "baseline" {
+			cfg.url = base
+		}
+	}
+	// Two connections per publisher (poll and emit), one per other client,
+	// plus the shared pool and a margin for the runtime's own files.
+	if err := raiseFileLimit(cfg.n+cfg.publishers+cfg.concurrency+64, cfg.pid); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		return 2
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	say("mode=%s url=%s n=%d sources=%d pid=%d", cfg.mode, cfg.url, cfg.n, cfg.sources, cfg.pid)
+	var pass bool
+	switch cfg.mode {
+	case "hold":
+		pass = hold(ctx, cfg, base)
+	case "fanout":
+		var perDelivery float64
+		pass, perDelivery = fanout(ctx, cfg, base)
+		if cfg.compare && ctx.Err() == nil {
+			pass = compare(ctx, cfg, func(_, perRequest float64) {
+				say("ratio: server cpu per fanout delivery / per trivial request = %.2f / %.2f us = %.2f",
+					perDelivery, perRequest, perDelivery/perRequest)
+			}) && pass
+		}
+	case "flood":
+		var rate float64
+		pass, rate = flood(ctx, cfg, base)
+		if cfg.compare && ctx.Err() == nil {
+			pass = compare(ctx, cfg, func(reqRate, _ float64) {
+				say("ratio: flood deliveries/s / trivial requests/s = %.0f / %.0f = %.2f", rate, reqRate, rate/reqRate)
+			}) && pass
+		}
+	case "baseline":
+		pass, _, _ = baseline(ctx, cfg)
+	}
+	if !pass {
+		return 1
+	}
+	return 0
+}
+
+// compare runs baseline against a trivial server of its own, with the same
+// -n and -duration as the mode before it, and hands the figures to report.
+func compare(ctx context.Context, cfg config, report func(reqRate, cpuPerRequest float64)) bool {
+	cfg.url, cfg.pid = "", 0
+	say("mode=baseline (for comparison) n=%d duration=%s", cfg.n, cfg.duration)
+	pass, rate, perRequest := baseline(ctx, cfg)
+	if pass {
+		report(rate, perRequest)
+	}
+	return pass
+}
+
+// loopbackBase checks that raw is an http URL on 127.0.0.x and returns it
+// with a trailing slash, the root every API path is appended to.
+func loopbackBase(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return "", fmt.Errorf("-url must be like http://127.0.0.1:8080, not %q", raw)
+	}
+	ip := net.ParseIP(u.Hostname())
+	if ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+		return "", fmt.Errorf("-url must be on 127.0.0.x (loopback), not %q", u.Host)
+	}
+	return "http://" + u.Host + strings.TrimSuffix(u.Path, "/") + "/", nil
+}
+
+// raiseFileLimit lifts this process's open-file limit to its hard limit and
+// says whether need files fit; with a pid it also reads the server's limit.
+func raiseFileLimit(need, pid int) error {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return err
+	}
+	if l.Cur < l.Max {
+		l.Cur = l.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+			return err
+		}
+	}
+	say("open-file limit %d (hard limit %d); this run needs about %d", l.Cur, l.Max, need)
+	if uint64(need) > l.Cur {
+		return fmt.Errorf("this run needs about %d open files but the hard limit is %d: raise it (as root: ulimit -Hn) or lower -n", need, l.Max)
+	}
+	if pid != 0 {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid)); err == nil {
+			for line := range strings.Lines(string(b)) {
+				if strings.HasPrefix(line, "Max open files") {
+					say("server: %s", strings.Join(strings.Fields(line), " "))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// say prints one result line.
+func say(format string, args ...any) {
+	fmt.Printf(time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+// summary prints the final line of a mode: its key figures and PASS or FAIL.
+func summary(mode string, pass bool, format string, args ...any) {
+	verdict := "FAIL"
+	if pass {
+		verdict = "PASS"
+	}
+	fmt.Printf("SUMMARY mode=%s "+format+" result=%s\n", append(append([]any{mode}, args...), verdict)...)
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// setup connects n clients, starts their polls and waits until all are
+// parked. It returns the run, a function that ends it, and an error when
+// the server did not take every client.
+func setup(ctx context.Context, cfg config, base string, n, pubs int) (*run, func(), error) {
+	r := newRun(cfg, base, n, pubs)
+	pollCtx, cancelPolls := context.WithCancel(ctx)
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			r.stop(cancelPolls)
+		}
+	}
+
+	start := time.Now()
+	if err := r.connectAll(ctx); err != nil {
+		cancelPolls()
+		r.stopping.Store(true)
+		for _, c := range r.clients {
+			close(c.done) // no poll loop ever ran
+		}
+		r.stop(cancelPolls)
+		return nil, nil, err
+	}
+	took := time.Since(start)
+	say("connected %d clients in %s (%.0f/s)", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
+
+	// Connect everybody first and only then poll: every connect sends an
+	// online event, which would wake every poll already parked.
+	r.startPolls(pollCtx)
+	parked, took := r.waitParked(ctx, time.Second, 2*time.Minute)
+	say("parked %d/%d polls (all polls written and unanswered for 1s) after %s", parked, n, took.Round(time.Millisecond))
+	if parked < n {
+		stop()
+		return nil, nil, fmt.Errorf("only %d of %d polls parked: %s", parked, n, r.errors())
+	}
+	return r, stop, nil
+}
+
+// hold parks N polls, measures the server's memory per parked client, then
+// times a few broadcasts reaching all of them.
+func hold(ctx context.Context, cfg config, base string) bool {
+	pr := probe{cfg.pid}
+	rss0 := pr.rss()
+	say("server rss before connecting: %s", mib(rss0))
+	r, stop, err := setup(ctx, cfg, base, cfg.n, 1)
+	if err != nil {
+		say("FAIL: %v", err)
+		return false
+	}
+	defer stop()
+
+	// Give the server's garbage collector a moment, then read its RSS.
+	sleep(ctx, 2*time.Second)
+	rss1 := pr.rss()
+	perClient := "n/a"
+	if cfg.pid != 0 {
+		perClient = fmt.Sprintf("%.1f", float64(rss1-rss0)/float64(cfg.n)/1024)
+		say("server rss with %d parked: %s, %s KiB per parked client over the idle server (%.1f KiB total/N)",
+			cfg.n, mib(rss1), perClient, float64(rss1)/float64(cfg.n)/1024)
+	}
+
+	all := new(histogram)
+	var worst time.Duration
+	reached := true
+	for b := 1; b <= cfg.broadcasts && ctx.Err() == nil; b++ {
+		if parked, _ := r.waitParked(ctx, 500*time.Millisecond, 30*time.Second); parked < r.live() {
+			say("broadcast %d: only %d/%d parked before it", b, parked, r.live())
+		}
+		h := new(histogram)
+		r.lat.Store(h)
+		start := time.Now()
+		if err := r.emit(ctx, r.pubs[0]); err != nil {
+			say("broadcast %d: emit failed: %v", b, err)
+			reached = false
+			continue
+		}
+		emitTook := time.Since(start)
+		ok := r.waitDelivered(ctx, int64(b), 30*time.Second)
+		reached = reached && ok
+		say("broadcast %d: reached %d/%d clients, %s (emit answered 204 after %s)",
+			b, h.count(), r.live(), h.summary(""), ms(emitTook))
+		worst = max(worst, time.Duration(h.max.Load()))
+		merge(all, h)
+	}
+	rss2 := pr.rss()
+	if cfg.pid != 0 {
+		say("server rss after the broadcasts: %s", mib(rss2))
+	}
+	stop()
+	v := r.check()
+	say("checks: %s %s", v, r.errors())
+	pass := reached && v.ok() && r.emitErrs.Load() == 0
+	summary("hold", pass, "n=%d parked=%d rss_idle=%s rss_parked=%s rss_per_client_kib=%s broadcasts=%d %s %s",
+		cfg.n, cfg.n, mib(rss0), mib(rss1), perClient, cfg.broadcasts, all.summary("wake_"), v)
+	return pass
+}
+
+// merge adds every count of src to dst.
+func merge(dst, src *histogram) {
+	for b := range src.counts {
+		if c := src.counts[b].Load(); c > 0 {
+			dst.counts[b].Add(c)
+		}
+	}
+	dst.n.Add(src.n.Load())
+	if m := src.max.Load(); m > dst.max.Load() {
+		dst.max.Store(m)
+	}
+}
+
+// fanout has one publisher emit at a fixed rate to N parked clients and
+// measures loss, latency and the server's CPU time per delivered message.
+func fanout(ctx context.Context, cfg config, base string) (bool, float64) {
+	pr := probe{cfg.pid}
+	r, stop, err := setup(ctx, cfg, base, cfg.n, 1)
+	if err != nil {
+		say("FAIL: %v", err)
+		return false, 0
+	}
+	defer stop()
+
+	total := int(cfg.rate * cfg.duration.Seconds())
+	rss0, cpu0, start := pr.rss(), pr.cpu(), time.Now()
+	stopMonitor := monitor(ctx, r, pr, start)
+	pub := r.pubs[0]
+	for i := range total {
+		sleep(ctx, time.Until(start.Add(time.Duration(float64(i)/cfg.rate*float64(time.Second)))))
+		if ctx.Err() != nil {
+			break
+		}
+		r.emit(ctx, pub)
+	}
+	emitted := time.Since(start)
+	drained := r.waitDelivered(ctx, int64(total), 15*time.Second)
+	cpu1, took, rss1 := pr.cpu(), time.Since(start), pr.rss()
+	stopMonitor()
+	say("emitted %d messages in %s at %.1f/s; every client had them all %s later (drained=%v)",
+		pub.attempts.Load(), emitted.Round(time.Millisecond), cfg.rate, (took - emitted).Round(time.Millisecond), drained)
+	deliveries := r.delivered.Load()
+	cpu := cpu1 - cpu0
+	say("server cpu %s for %d deliveries: %s per delivery; rss %s -> %s",
+		cpu, deliveries, perUnit(cpu, deliveries, cfg.pid), mib(rss0), mib(rss1))
+	say("latency emit->delivery: %s", r.lat.Load().summary(""))
+	stop()
+	v := r.check()
+	say("checks: %s %s", v, r.errors())
+	pass := drained && v.ok() && r.emitErrs.Load() == 0
+	summary("fanout", pass, "n=%d rate=%g duration=%s deliveries=%d cpu_per_delivery=%s %s rss_start=%s rss_end=%s %s",
+		cfg.n, cfg.rate, cfg.duration, deliveries, perUnit(cpu, deliveries, cfg.pid), r.lat.Load().summary("latency_"), mib(rss0), mib(rss1), v)
+	return pass, perMicro(cpu, deliveries)
+}
+
+// flood has several publishers emit back to back to N clients for a bounded
+// time. A publisher waits while the slowest client is more than -window
+// messages behind, so the run measures throughput, not evictions.
+func flood(ctx context.Context, cfg config, base string) (bool, float64) {
+	pr := probe{cfg.pid}
+	pubs := min(cfg.publishers, cfg.n)
+	r, stop, err := setup(ctx, cfg, base, cfg.n, pubs)
+	if err != nil {
+		say("FAIL: %v", err)
+		return false, 0
+	}
+	defer stop()
+
+	cpu0, rss0, start := pr.cpu(), pr.rss(), time.Now()
+	stopMonitor := monitor(ctx, r, pr, start)
+	done := make(chan struct{})
+	for _, pub := range r.pubs {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for time.Since(start) < cfg.duration && ctx.Err() == nil {
+				for cfg.window > 0 && r.emitted()-r.minGot() > int64(cfg.window) && time.Since(start) < cfg.duration {
+					sleep(ctx, 100*time.Microsecond)
+				}
+				r.emit(ctx, pub)
+			}
+		}()
+	}
+	for range r.pubs {
+		<-done
+	}
+	emitted := r.emitted()
+	emitTook := time.Since(start)
+	drained := r.waitDelivered(ctx, emitted, 15*time.Second)
+	cpu1, took, rss1 := pr.cpu(), time.Since(start), pr.rss()
+	stopMonitor()
+	deliveries := r.delivered.Load()
+	rate := float64(deliveries) / took.Seconds()
+	cpu := cpu1 - cpu0
+	say("%d publishers emitted %d messages in %s (%.0f/s); drained=%v after %s",
+		pubs, emitted, emitTook.Round(time.Millisecond), float64(emitted)/emitTook.Seconds(), drained, took.Round(time.Millisecond))
+	say("deliveries %d in %s: %.0f deliveries/s; server cpu %s: %s per delivery; rss %s -> %s",
+		deliveries, took.Round(time.Millisecond), rate, cpu, perUnit(cpu, deliveries, cfg.pid), mib(rss0), mib(rss1))
+	say("latency emit->delivery: %s", r.lat.Load().summary(""))
+	stop()
+	v := r.check()
+	say("checks: %s %s", v, r.errors())
+	pass := drained && v.ok() && r.emitErrs.Load() == 0
+	summary("flood", pass, "n=%d publishers=%d duration=%s emits=%d deliveries=%d deliveries_per_s=%.0f cpu_per_delivery=%s %s %s",
+		cfg.n, pubs, cfg.duration, emitted, deliveries, rate, perUnit(cpu, deliveries, cfg.pid), r.lat.Load().summary("latency_"), v)
+	return pass, rate
+}
+
+// emitted is the number of numbered messages all publishers have sent.
+func (r *run) emitted() int64 {
+	var n int64
+	for _, p := range r.pubs {
+		n += p.attempts.Load()
+	}
+	return n
+}
+
+// monitor prints the server's RSS and the deliveries every -every while a
+// long run goes on, so growth shows; it returns a function that stops it.
+func monitor(ctx context.Context, r *run, pr probe, start time.Time) func() {
+	if r.cfg.every <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(r.cfg.every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				say("t=%s server rss=%s cpu=%s delivered=%d parked=%d",
+					time.Since(start).Round(time.Second), mib(pr.rss()), pr.cpu(), r.delivered.Load(), r.parked.Load())
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// perMicro is CPU time per unit in microseconds, 0 when unknown.
+func perMicro(cpu time.Duration, n int64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(cpu) / float64(n) / 1e3
+}
