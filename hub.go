@@ -94,6 +94,7 @@ type hub struct {
 	unparks  chan *pollRequest   // handlers send when a poll times out or its browser leaves
 	emits    chan emitRequest    // handlers send, run receives
 	leaves   chan string         // handlers send ids that said goodbye
+	peek     chan func(*state)   // tests and benchmarks send a look at the state; run calls it
 	stop     chan struct{}       // closed by stopHub to end run
 	done     chan struct{}       // closed by run when it has answered every parked poll and returned
 }
@@ -107,6 +108,7 @@ func newHub(cfg config) *hub {
 		unparks:  make(chan *pollRequest),
 		emits:    make(chan emitRequest),
 		leaves:   make(chan string),
+		peek:     make(chan func(*state)),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -133,6 +135,8 @@ func (h *hub) run() {
 			req.reply <- s.emit(req)
 		case id := <-h.leaves:
 			s.remove(id, "disconnected: this id said goodbye")
+		case look := <-h.peek:
+			look(s)
 		case now := <-sweep.C:
 			s.expire(now)
 		case <-h.stop:

@@ -61,14 +61,19 @@ func run(ctx context.Context, args []string, logTo io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h := newHub(cfg)
+	log.Info("serving chat; open this URL in two tabs", "url", openURL(*addr, ln.Addr()))
+	return serve(ctx, ln, newHub(cfg), *maxMessage, log)
+}
+
+// serve runs the hub and the HTTP server on ln until ctx is done, then shuts both down.
+func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, log *slog.Logger) error {
 	go h.run()
 	files, _ := fs.Sub(static, "static") // cannot fail: the folder is embedded
 	srv := &http.Server{
-		Handler:           routes(h, *maxMessage, files),
+		Handler:           routes(h, maxMessage, files),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second, // bodies; a parked GET is not reading, so it is not cut
-		WriteTimeout:      cfg.pollTimeout + 10*time.Second,
+		WriteTimeout:      h.cfg.pollTimeout + 10*time.Second,
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -78,8 +83,6 @@ func run(ctx context.Context, args []string, logTo io.Writer) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("serving chat; open this URL in two tabs", "url", openURL(*addr, ln.Addr()))
-
 	select {
 	case err := <-served:
 		h.stopHub()
@@ -89,7 +92,7 @@ func run(ctx context.Context, args []string, logTo io.Writer) error {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = srv.Shutdown(sctx)
+	err := srv.Shutdown(sctx)
 	<-h.done
 	return err
 }

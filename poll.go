@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,8 +35,22 @@ func routes(h *hub, maxMessage int64, files fs.FS) http.Handler {
 	mux.Handle("/poll", only(a.poll, "GET"))
 	mux.Handle("/emit", only(a.emit, "POST"))
 	mux.Handle("/disconnect", only(a.disconnect, "POST"))
-	mux.Handle("/", only(http.FileServerFS(files).ServeHTTP, "GET", "HEAD"))
+	mux.Handle("/", only(page(files), "GET", "HEAD"))
 	return mux
+}
+
+// page serves the embedded chat page. A missing file gets the API's JSON 404, since
+// FileServer's own 404 drops the no-store header.
+func page(files fs.FS) http.HandlerFunc {
+	serveFile := http.FileServerFS(files)
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
+		if _, err := fs.Stat(files, cmp.Or(name, ".")); err != nil {
+			fail(w, http.StatusNotFound, "no such page: "+r.URL.Path)
+			return
+		}
+		serveFile.ServeHTTP(w, r)
+	}
 }
 
 // only answers 405 with an Allow header to any other method, and marks every
