@@ -512,6 +512,31 @@ func TestANewerPollReplacesTheParkedOne(t *testing.T) {
 	require.Equal(t, []uint64{2}, seqs(receive(t, newer, 2*time.Second).msgs))
 }
 
+// TestTimeoutRacingADeliveryLosesNothing plays the handler's side by hand: the hub
+// answers a parked poll at the very moment its timer fires and it unparks. The poll
+// gets the delivery exactly once, and had that answer been lost on the way, the same
+// cursor would bring the message again, because only a later cursor forgets it.
+func TestTimeoutRacingADeliveryLosesNothing(t *testing.T) {
+	h := newHub(testConfig())
+	go h.run()
+	defer h.stopHub()
+	require.NoError(t, h.join("a")) // seq 1: the online count
+
+	parked := &pollRequest{id: "a", after: 1, reply: make(chan batch, 1)}
+	h.polls <- parked
+	require.NoError(t, h.send("a", &message{body: encode("chat", json.RawMessage(`"hi"`))}))
+	h.unparks <- parked // the timer fired just after the hub answered
+	b := <-parked.reply
+	require.Equal(t, uint64(2), b.first)
+	require.Len(t, b.msgs, 1)
+	h.peek <- func(*state) {} // the hub has handled the unpark by now...
+	require.Empty(t, parked.reply, "...and did not answer twice")
+
+	again := &pollRequest{id: "a", after: 1, reply: make(chan batch, 1)}
+	h.polls <- again
+	require.Equal(t, b, <-again.reply)
+}
+
 // TestAllClientsSeeTheSameOrder has publishers emit concurrently while readers poll
 // as a browser does; every reader must see every message once, in one shared order.
 func TestAllClientsSeeTheSameOrder(t *testing.T) {
