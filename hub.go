@@ -114,14 +114,13 @@ func newHub(cfg config) *hub {
 	}
 }
 
-// run is the hub goroutine. It owns clients and gone; it stops when stop is closed.
+// run is the hub goroutine. It owns s, made here so that nothing else can reach it,
+// and stops when stop is closed.
 func (h *hub) run() {
 	defer close(h.done)
-	clients := map[string]*client{}
-	gone := newGraveyard(h.cfg.maxClients) // why recent ids left, for clear 410s
-	sweep := time.NewTicker(max(h.cfg.clientTTL/4, time.Millisecond))
+	s := &state{cfg: h.cfg, clients: map[string]*client{}, gone: newGraveyard(h.cfg.maxClients)}
+	sweep := time.NewTicker(max(h.cfg.clientTTL/4, time.Millisecond)) // expiry is checked 4 times per TTL
 	defer sweep.Stop()
-	s := &state{cfg: h.cfg, clients: clients, gone: gone}
 
 	for {
 		select {
@@ -140,7 +139,7 @@ func (h *hub) run() {
 		case now := <-sweep.C:
 			s.expire(now)
 		case <-h.stop:
-			for _, c := range clients {
+			for _, c := range s.clients {
 				s.answer(c) // every parked poll gets its (empty) batch now, not at its timeout
 			}
 			return
@@ -213,8 +212,8 @@ func (h *hub) leave(id string) {
 // state is what run owns. Its methods run only on the hub goroutine.
 type state struct {
 	cfg     config
-	clients map[string]*client
-	gone    *graveyard
+	clients map[string]*client // by id
+	gone    *graveyard         // why recent ids left, for clear 410s
 }
 
 // connect opens a mailbox and tells everybody, the newcomer too, how many are online.
