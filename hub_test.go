@@ -705,7 +705,7 @@ func TestCancelledPollIsUnparkedAtOnce(t *testing.T) {
 }
 
 // TestShutdownAnswersParkedPollsFast parks many polls, then stops the server the way
-// a signal does, and expects every poll answered and serve returned well under a second.
+// a signal does, and expects every poll answered and serve returned at once.
 func TestShutdownAnswersParkedPollsFast(t *testing.T) {
 	const clients = 1000
 	cfg := testConfig()
@@ -744,7 +744,10 @@ func TestShutdownAnswersParkedPollsFast(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.status)
 	}
 	require.NoError(t, <-served)
-	require.Less(t, time.Since(began), underRace(time.Second, 6*time.Second))
+	// The point is "at once", not at the one-minute poll timeout. On a quiet machine
+	// this takes a fraction of a second (see the README); the bound leaves room for a
+	// busy one.
+	require.Less(t, time.Since(began), underRace(5*time.Second, 10*time.Second))
 }
 
 // underRace picks the looser bound when the race detector, several times slower,
