@@ -3,6 +3,7 @@ package e2e
 // e2e_test.go holds the scenarios: each test tells one story a person could
 // act out with two browser tabs. Every tab also fails its test on any console
 // error (see openTab), so "no console errors" is checked in all of them.
+// Each test has its own server and browser, so they run in parallel.
 
 import (
 	"bytes"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/require"
 )
 
@@ -27,6 +29,7 @@ var quick = []string{"-poll-timeout", "2s", "-client-ttl", "10s"}
 // TestTwoTabsChat: two people in two tabs see each other, and see every
 // message in the same order.
 func TestTwoTabsChat(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, "127.0.0.1:0", quick...)
 	browser := newBrowser(t)
 	ada := openTab(t, browser, "ada", srv.url)
@@ -37,7 +40,8 @@ func TestTwoTabsChat(t *testing.T) {
 		tb.waitFor(5*time.Second, jsConnected+" && "+jsOnline(2))
 	}
 
-	ada.say("hello from Ada")
+	// Typed key by key and sent with Enter, as a person would.
+	ada.do(chromedp.SendKeys(chromedp.ID("text"), "hello from Ada"+kb.Enter))
 	for _, tb := range []*tab{ada, bob} {
 		tb.waitFor(5*time.Second, jsHasMessage("Ada: hello from Ada"))
 	}
@@ -78,6 +82,7 @@ func TestTwoTabsChat(t *testing.T) {
 // asks again only when the server's poll timeout answers it. A page that
 // spun would send hundreds of requests in the same time.
 func TestIdlePollParks(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, "127.0.0.1:0", quick...) // -poll-timeout 2s
 	browser := newBrowser(t)
 	tb := openTab(t, browser, "idle", srv.url)
@@ -101,6 +106,7 @@ func TestIdlePollParks(t *testing.T) {
 // TestGoodbye: closing a tab tells the server at once (sendBeacon on
 // pagehide), so the other tab's count drops long before -client-ttl.
 func TestGoodbye(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, "127.0.0.1:0", "-poll-timeout", "2s", "-client-ttl", "60s")
 	browser := newBrowser(t)
 	ada := openTab(t, browser, "ada", srv.url)
@@ -117,6 +123,7 @@ func TestGoodbye(t *testing.T) {
 // page shows that it is reconnecting, reconnects by itself, says that
 // messages may have been missed, and the chat works again.
 func TestServerRestart(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, "127.0.0.1:0", quick...)
 	browser := newBrowser(t)
 	ada := openTab(t, browser, "ada", srv.url)
@@ -154,6 +161,7 @@ func TestServerRestart(t *testing.T) {
 
 // TestHostileText: what people type is shown as text, never run as HTML.
 func TestHostileText(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, "127.0.0.1:0", quick...)
 	browser := newBrowser(t)
 	ada := openTab(t, browser, "ada", srv.url)
@@ -190,6 +198,7 @@ func TestHostileText(t *testing.T) {
 // console clean. It also checks the watcher itself, so a silent watcher
 // cannot make every other test pass by seeing nothing.
 func TestNoConsoleErrors(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, "127.0.0.1:0", quick...)
 	browser := newBrowser(t)
 	tb := openTab(t, browser, "solo", srv.url)
@@ -218,6 +227,7 @@ func TestNoConsoleErrors(t *testing.T) {
 // The image is written only with -update-screenshot or E2E_UPDATE_SCREENSHOT=1,
 // so a normal run leaves the work tree alone.
 func TestScreenshot(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, "127.0.0.1:0", quick...)
 	browser := newBrowser(t)
 	ada := openTab(t, browser, "ada", srv.url)
@@ -246,7 +256,8 @@ func TestScreenshot(t *testing.T) {
 
 	var shots []image.Image
 	for _, tb := range []*tab{ada, bob} {
-		tb.do(chromedp.Blur(chromedp.ID("text"))) // no caret in the picture
+		tb.do(chromedp.EmulateViewport(480, 480), // short: five lines need little room
+			chromedp.Blur(chromedp.ID("text"))) // and no caret in the picture
 		ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
 		b, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 		cancel()

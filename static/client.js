@@ -28,9 +28,18 @@ export function connect(base = "") {
     for (const fn of statusHandlers) fn(s);
   }
 
-  // dispatch hands one message to everyone who listens for its event.
+  // dispatch hands one message to everyone who listens for its event. A
+  // handler that throws must not stop the loop or the other handlers, but
+  // its bug must not vanish either: reportError shows it like any uncaught
+  // error.
   function dispatch(msg) {
-    for (const fn of handlers.get(msg.event) ?? []) fn(msg.data);
+    for (const fn of handlers.get(msg.event) ?? []) {
+      try {
+        fn(msg.data);
+      } catch (err) {
+        reportError(err);
+      }
+    }
   }
 
   // open asks for a fresh client id. A fresh id starts a fresh mailbox, so
@@ -69,6 +78,8 @@ export function connect(base = "") {
         }
         if (!res.ok) throw new Error("poll: HTTP " + res.status);
         const body = await res.json();
+        // Only an answer proves the server knows us, so this is the moment
+        // to say "connected" (a parked poll is silent until it answers).
         failures = 0;
         setStatus("connected");
         for (const msg of body.messages) {
