@@ -9,9 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -59,6 +62,9 @@ func serveBaseline(cfg config) error {
 		}
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if cfg.debugAddr != "" {
+		go serveDebug(cfg.debugAddr)
+	}
 	fmt.Printf("url=http://%s/ pid=%d\n", ln.Addr(), os.Getpid())
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
@@ -174,4 +180,46 @@ func baseline(ctx context.Context, cfg config) (bool, float64, float64) {
 	summary("baseline", pass, "n=%d duration=%s requests=%d requests_per_s=%.0f cpu_per_request=%s errors=%d",
 		cfg.n, cfg.duration, n, rate, perUnit(cpu, n, pid), errs.Load())
 	return pass, rate, perMicro(cpu, n)
+}
+
+// serveDebug offers, on its own loopback address, net/http/pprof and
+// /debug/metrics: the runtime/metrics figures that say where memory per
+// parked connection goes (goroutine stacks against heap objects).
+func serveDebug(addr string) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", httppprof.Index)
+	mux.HandleFunc("/debug/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("gc") {
+			runtime.GC() // count only what is live
+		}
+		writeMetrics(w)
+	})
+	fmt.Fprintln(os.Stderr, "loadtest: debug server:", http.ListenAndServe(addr, mux))
+}
+
+// debugMetrics are the runtime/metrics figures /debug/metrics prints.
+var debugMetrics = []string{
+	"/sched/goroutines:goroutines",
+	"/gc/stack/starting-size:bytes",
+	"/memory/classes/heap/stacks:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes",
+	"/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/released:bytes",
+	"/memory/classes/os-stacks:bytes",
+	"/memory/classes/total:bytes",
+}
+
+// writeMetrics prints one "name value" line per debugMetrics entry.
+func writeMetrics(w io.Writer) {
+	samples := make([]metrics.Sample, len(debugMetrics))
+	for i, name := range debugMetrics {
+		samples[i].Name = name
+	}
+	metrics.Read(samples)
+	for _, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			fmt.Fprintf(w, "%s %d\n", s.Name, s.Value.Uint64())
+		}
+	}
 }

@@ -41,6 +41,7 @@ type config struct {
 	rate            float64       // fanout: messages per second
 	duration        time.Duration // fanout, flood, baseline: how long to send
 	broadcasts      int           // hold: broadcasts to time
+	linger          time.Duration // hold: stay parked this long at the end
 	publishers      int           // flood: publishing clients
 	window          int           // flood: how far the slowest client may lag
 	concurrency     int           // connects, first polls and goodbyes in flight
@@ -51,6 +52,7 @@ type config struct {
 	timeout         time.Duration // hard limit on the whole run
 	addr            string        // serve-baseline: listen address
 	pollTimeout     time.Duration // serve-baseline: how long /poll parks
+	debugAddr       string        // serve-baseline: pprof and runtime metrics here
 }
 
 // defaultN is each mode's client count when -n is not given.
@@ -65,6 +67,7 @@ func main() {
 	flag.Float64Var(&cfg.rate, "rate", 20, "fanout: messages per second")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "fanout, flood, baseline: how long to send")
 	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "hold: broadcasts to time (0: only measure memory)")
+	flag.DurationVar(&cfg.linger, "linger", 0, "hold: keep every poll parked this long at the end (to profile the server)")
 	flag.IntVar(&cfg.publishers, "publishers", 4, "flood: publishing clients")
 	flag.IntVar(&cfg.window, "window", 512, "flood: most messages the slowest client may lag behind (0: no limit)")
 	flag.IntVar(&cfg.concurrency, "concurrency", 100, "connects, first polls and goodbyes in flight")
@@ -74,6 +77,7 @@ func main() {
 	flag.DurationVar(&cfg.every, "every", 0, "fanout, flood: print the server's rss this often")
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "hard limit on the whole run")
 	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:0", "serve-baseline: listen address")
+	flag.StringVar(&cfg.debugAddr, "debug-addr", "", "serve-baseline: serve pprof and /debug/metrics on this loopback address")
 	flag.DurationVar(&cfg.pollTimeout, "poll-timeout", 25*time.Second, "serve-baseline: how long GET /poll parks")
 	flag.Parse()
 	os.Exit(runMode(cfg))

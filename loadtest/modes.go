@@ -95,6 +95,10 @@ func hold(ctx context.Context, cfg config, base string) bool {
 	if cfg.pid != 0 {
 		say("server rss after the broadcasts: %s", mib(rss2))
 	}
+	if cfg.linger > 0 {
+		say("lingering %s with every poll parked (for a profiler)", cfg.linger)
+		sleep(ctx, cfg.linger)
+	}
 	stop()
 	v := r.check()
 	say("checks: %s %s", v, r.errors())
