@@ -22,6 +22,7 @@ export function connect(base = "") {
   let status = "";
   let ready = null; // a promise for the current id, shared by emit()
 
+  // setStatus tells the status handlers, only when the state really changes.
   function setStatus(s) {
     if (s === status) return;
     status = s;
@@ -149,6 +150,8 @@ export function connect(base = "") {
   };
 }
 
+// sleep resolves after ms milliseconds: await sleep(500) pauses a loop
+// without blocking the page.
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
