@@ -154,7 +154,8 @@ func baseline(ctx context.Context, cfg config) (bool, float64, float64) {
 		return false, 0, 0
 	}
 	var reqs, errs atomic.Int64
-	cpu0, start := pr.cpu(), time.Now()
+	self := probe{os.Getpid()}
+	cpu0, own0, start := pr.cpu(), self.cpu(), time.Now()
 	runCtx, cancel := context.WithTimeout(ctx, cfg.duration)
 	defer cancel()
 	forEach(ctx, cfg.n, cfg.n, func(i int) error {
@@ -168,14 +169,14 @@ func baseline(ctx context.Context, cfg config) (bool, float64, float64) {
 		}
 		return nil
 	})
-	took, cpu := time.Since(start), pr.cpu()-cpu0
+	took, cpu, own := time.Since(start), pr.cpu()-cpu0, self.cpu()-own0
 	for _, hc := range clients {
 		hc.CloseIdleConnections()
 	}
 	n := reqs.Load()
 	rate := float64(n) / took.Seconds()
-	say("%d requests on %d connections in %s: %.0f requests/s; server cpu %s: %s per request",
-		n, cfg.n, took.Round(time.Millisecond), rate, cpu, perUnit(cpu, n, pid))
+	say("%d requests on %d connections in %s: %.0f requests/s; server cpu %s: %s per request (loadtest itself: %s)",
+		n, cfg.n, took.Round(time.Millisecond), rate, cpu, perUnit(cpu, n, pid), perUnit(own, n, 1))
 	pass := errs.Load() == 0 && n > 0
 	summary("baseline", pass, "n=%d duration=%s requests=%d requests_per_s=%.0f cpu_per_request=%s errors=%d",
 		cfg.n, cfg.duration, n, rate, perUnit(cpu, n, pid), errs.Load())

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -133,7 +134,8 @@ func fanout(ctx context.Context, cfg config, base string) (bool, float64) {
 	defer stop()
 
 	total := int(cfg.rate * cfg.duration.Seconds())
-	rss0, cpu0, start := pr.rss(), pr.cpu(), time.Now()
+	self := probe{os.Getpid()}
+	rss0, cpu0, own0, start := pr.rss(), pr.cpu(), self.cpu(), time.Now()
 	stopMonitor := monitor(ctx, r, pr, start)
 	pub := r.pubs[0]
 	for i := range total {
@@ -145,14 +147,15 @@ func fanout(ctx context.Context, cfg config, base string) (bool, float64) {
 	}
 	emitted := time.Since(start)
 	drained := r.waitDelivered(ctx, int64(total), 15*time.Second)
-	cpu1, took, rss1 := pr.cpu(), time.Since(start), pr.rss()
+	cpu1, own1, took, rss1 := pr.cpu(), self.cpu(), time.Since(start), pr.rss()
 	stopMonitor()
-	say("emitted %d messages in %s at %.1f/s; every client had them all %s later (drained=%v)",
-		pub.attempts.Load(), emitted.Round(time.Millisecond), cfg.rate, (took - emitted).Round(time.Millisecond), drained)
+	say("emitted %d messages in %s, %.1f/s (asked for %g/s); every client had them all %s later (drained=%v)",
+		pub.attempts.Load(), emitted.Round(time.Millisecond), float64(pub.attempts.Load())/emitted.Seconds(), cfg.rate,
+		(took - emitted).Round(time.Millisecond), drained)
 	deliveries := r.delivered.Load()
 	cpu := cpu1 - cpu0
-	say("server cpu %s for %d deliveries: %s per delivery; rss %s -> %s",
-		cpu, deliveries, perUnit(cpu, deliveries, cfg.pid), mib(rss0), mib(rss1))
+	say("server cpu %s for %d deliveries: %s per delivery (loadtest itself: %s per delivery); rss %s -> %s",
+		cpu, deliveries, perUnit(cpu, deliveries, cfg.pid), perUnit(own1-own0, deliveries, 1), mib(rss0), mib(rss1))
 	say("latency emit->delivery: %s", r.lat.Load().summary(""))
 	stop()
 	v := r.check()
@@ -176,7 +179,8 @@ func flood(ctx context.Context, cfg config, base string) (bool, float64) {
 	}
 	defer stop()
 
-	cpu0, rss0, start := pr.cpu(), pr.rss(), time.Now()
+	self := probe{os.Getpid()}
+	cpu0, own0, rss0, start := pr.cpu(), self.cpu(), pr.rss(), time.Now()
 	stopMonitor := monitor(ctx, r, pr, start)
 	done := make(chan struct{})
 	for _, pub := range r.pubs {
@@ -196,15 +200,15 @@ func flood(ctx context.Context, cfg config, base string) (bool, float64) {
 	emitted := r.emitted()
 	emitTook := time.Since(start)
 	drained := r.waitDelivered(ctx, emitted, 15*time.Second)
-	cpu1, took, rss1 := pr.cpu(), time.Since(start), pr.rss()
+	cpu1, own1, took, rss1 := pr.cpu(), self.cpu(), time.Since(start), pr.rss()
 	stopMonitor()
 	deliveries := r.delivered.Load()
 	rate := float64(deliveries) / took.Seconds()
 	cpu := cpu1 - cpu0
 	say("%d publishers emitted %d messages in %s (%.0f/s); drained=%v after %s",
 		pubs, emitted, emitTook.Round(time.Millisecond), float64(emitted)/emitTook.Seconds(), drained, took.Round(time.Millisecond))
-	say("deliveries %d in %s: %.0f deliveries/s; server cpu %s: %s per delivery; rss %s -> %s",
-		deliveries, took.Round(time.Millisecond), rate, cpu, perUnit(cpu, deliveries, cfg.pid), mib(rss0), mib(rss1))
+	say("deliveries %d in %s: %.0f deliveries/s; server cpu %s: %s per delivery (loadtest itself: %s); rss %s -> %s",
+		deliveries, took.Round(time.Millisecond), rate, cpu, perUnit(cpu, deliveries, cfg.pid), perUnit(own1-own0, deliveries, 1), mib(rss0), mib(rss1))
 	say("latency emit->delivery: %s", r.lat.Load().summary(""))
 	stop()
 	v := r.check()
