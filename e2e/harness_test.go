@@ -126,6 +126,7 @@ func startServer(t *testing.T, addr string, flags ...string) *server {
 	requireChromium(t) // without a browser TestMain built nothing to start
 	s := &server{done: make(chan struct{})}
 	s.cmd = exec.Command(serverBin, append([]string{"-addr", addr}, flags...)...)
+	s.cmd.SysProcAttr = procAttr()
 	stderr, err := s.cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, s.cmd.Start())
