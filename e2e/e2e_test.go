@@ -145,6 +145,12 @@ func TestServerRestart(t *testing.T) {
 		tb.waitFor(5*time.Second, `document.querySelector("#status").textContent === "reconnecting"`)
 	}
 
+	// A message typed while the server is away is not lost in silence: the
+	// page says so and gives the text back.
+	ada.say("into the void")
+	ada.waitFor(5*time.Second, `document.querySelector("#notice").textContent.includes("Not sent") &&
+		document.querySelector("#text").value === "into the void"`)
+
 	startServer(t, srv.addr, quick...)
 	for _, tb := range tabs {
 		// The back-off grows to 10 s at most; both tabs are back well
