@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	httppprof "net/http/pprof"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -127,26 +128,22 @@ func baseline(ctx context.Context, cfg config) (bool, float64, float64) {
 		say("started the trivial server at %s (pid %d)", url, pid)
 	}
 	pr := probe{pid}
-	target := url + "?id=" + strings.Repeat("0", 32) + "&after=0"
-	clients := make([]*http.Client, cfg.n)
-	for i := range clients {
-		clients[i] = &http.Client{Transport: newTransport(cfg, i, 1)}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		say("FAIL: %v", err)
+		return false, 0, 0
 	}
-	get := func(ctx context.Context, hc *http.Client) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-		if err != nil {
-			return err
+	target := u.Path + "?id=" + strings.Repeat("0", 32) + "&after=0"
+	clients := make([]*wire, cfg.n)
+	for i := range clients {
+		clients[i] = newWire(cfg, u.Host, i).withTimeout(30 * time.Second)
+	}
+	get := func(_ context.Context, w *wire) error {
+		status, _, err := w.do(http.MethodGet, target, nil, nil)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("GET %s: status %d", target, status)
 		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", target, resp.Status)
-		}
-		return nil
+		return err
 	}
 	// Open every connection first, so the measured part is only round trips.
 	if err := forEach(ctx, cfg.n, cfg.concurrency, func(i int) error { return get(ctx, clients[i]) }); err != nil {
@@ -170,8 +167,8 @@ func baseline(ctx context.Context, cfg config) (bool, float64, float64) {
 		return nil
 	})
 	took, cpu, own := time.Since(start), pr.cpu()-cpu0, self.cpu()-own0
-	for _, hc := range clients {
-		hc.CloseIdleConnections()
+	for _, w := range clients {
+		w.close()
 	}
 	n := reqs.Load()
 	rate := float64(n) / took.Seconds()

@@ -10,7 +10,7 @@ import (
 	"math/bits"
 	"net"
 	"net/http"
-	"net/http/httptrace"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,6 +22,8 @@ import (
 type run struct {
 	cfg     config
 	base    string       // server root with a trailing slash
+	host    string       // its host:port
+	path    string       // its path, "/" unless the server sits under a prefix
 	shared  *http.Client // a small pool for disconnects (and connects with -separate-connect)
 	clients []*client
 	pubs    []*publisher
@@ -39,12 +41,14 @@ type run struct {
 	connectErr atomic.Int64
 }
 
-// client is one virtual browser tab: its id, its own keep-alive connection
-// pool (like a tab's), its cursor and what it has received.
+// client is one virtual browser tab: its id, its keep-alive connections (one
+// for polls, one more for emits when it publishes), its cursor and what it has
+// received.
 type client struct {
 	i    int
 	id   string
-	hc   *http.Client
+	poll *wire         // connect and every poll
+	send *wire         // emits
 	done chan struct{} // closed when the poll loop returns
 
 	got  atomic.Int64 // numbered messages received for the first time
@@ -91,14 +95,19 @@ type wireBatch struct {
 
 // newRun prepares clients with their transports; nothing is sent yet.
 func newRun(cfg config, base string, n, pubs int) *run {
-	r := &run{cfg: cfg, base: base}
+	u, err := url.Parse(base)
+	if err != nil {
+		panic(err) // loopbackBase made base
+	}
+	r := &run{cfg: cfg, base: base, host: u.Host, path: u.Path}
 	r.lat.Store(new(histogram))
 	r.shared = &http.Client{Transport: newTransport(cfg, 0, cfg.concurrency)}
 	r.clients = make([]*client, n)
 	for i := range r.clients {
 		r.clients[i] = &client{
 			i:    i,
-			hc:   &http.Client{Transport: newTransport(cfg, i, 2)},
+			poll: newWire(cfg, u.Host, i),
+			send: newWire(cfg, u.Host, i).withTimeout(30 * time.Second),
 			done: make(chan struct{}),
 			seen: make([][]uint64, pubs),
 			maxN: make([]int64, pubs),
@@ -138,11 +147,11 @@ func (r *run) noteErr(err error) {
 func (r *run) connectAll(ctx context.Context) error {
 	err := forEach(ctx, len(r.clients), r.cfg.concurrency, func(i int) error {
 		c := r.clients[i]
-		hc := c.hc
 		if r.cfg.separateConnect {
-			hc = r.shared // the poll connection will then only ever park GETs
+			return r.connectShared(ctx, c) // the poll connection will then only ever park GETs
 		}
-		return r.connect(ctx, hc, c)
+		status, body, err := c.poll.do(http.MethodPost, r.path+"connect", nil, nil)
+		return c.takeID(status, body, err)
 	})
 	if err != nil {
 		r.connectErr.Add(1)
@@ -150,24 +159,32 @@ func (r *run) connectAll(ctx context.Context) error {
 	return err
 }
 
-// connect asks the server for an id.
-func (r *run) connect(ctx context.Context, hc *http.Client, c *client) error {
+// connectShared asks the server for an id through the shared pool.
+func (r *run) connectShared(ctx context.Context, c *client) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+"connect", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := hc.Do(req)
+	resp, err := r.shared.Do(req)
+	if err != nil {
+		return c.takeID(0, nil, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return c.takeID(resp.StatusCode, body, err)
+}
+
+// takeID reads the id out of a connect's answer.
+func (c *client) takeID(status int, body []byte, err error) error {
 	if err != nil {
 		return fmt.Errorf("connect client %d: %w", c.i, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("connect client %d: %s %s", c.i, resp.Status, bytes.TrimSpace(b))
+	if status != http.StatusOK {
+		return fmt.Errorf("connect client %d: status %d %s", c.i, status, bytes.TrimSpace(body))
 	}
 	var v struct{ ID string }
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || len(v.ID) != 32 {
-		return fmt.Errorf("connect client %d: bad body (%v)", c.i, err)
+	if err := json.Unmarshal(body, &v); err != nil || len(v.ID) != 32 {
+		return fmt.Errorf("connect client %d: bad body %q (%v)", c.i, body, err)
 	}
 	c.id = v.ID
 	return nil
@@ -194,7 +211,7 @@ func (r *run) pollLoop(ctx context.Context, c *client, started func()) {
 	defer started()
 	errorsInRow := 0
 	for ctx.Err() == nil && !r.stopping.Load() && errorsInRow < 20 {
-		status, err := r.poll(ctx, c, started)
+		status, err := r.poll(c, started)
 		started()
 		switch {
 		case ctx.Err() != nil || r.stopping.Load():
@@ -223,34 +240,24 @@ func (r *run) pollLoop(ctx context.Context, c *client, started func()) {
 
 // poll sends one GET /poll and takes in its batch. r.parked counts it from
 // the moment its request is written until its response arrives.
-func (r *run) poll(ctx context.Context, c *client, written func()) (int, error) {
-	// state: 0 sending, 1 written (counted as parked), 2 answered.
-	var state atomic.Int32
-	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) {
-		if state.CompareAndSwap(0, 1) {
+func (r *run) poll(c *client, written func()) (int, error) {
+	counted := false
+	target := r.path + "poll?id=" + c.id + "&after=" + strconv.FormatInt(c.after, 10)
+	status, body, err := c.poll.do(http.MethodGet, target, nil, func() {
+		if !counted {
+			counted = true
 			r.parked.Add(1)
 		}
 		written()
-	}}
-	u := r.base + "poll?id=" + c.id + "&after=" + strconv.FormatInt(c.after, 10)
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, u, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.hc.Do(req)
-	if !state.CompareAndSwap(0, 2) {
+	})
+	if counted {
 		r.parked.Add(-1)
 	}
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return resp.StatusCode, nil
+	if err != nil || status != http.StatusOK {
+		return status, err
 	}
 	var b wireBatch
-	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
+	if err := json.Unmarshal(body, &b); err != nil {
 		return 0, fmt.Errorf("poll body: %w", err)
 	}
 	now := time.Now()
@@ -301,10 +308,13 @@ func (r *run) take(c *client, m wireMessage, now time.Time) {
 }
 
 // emit sends the publisher's next numbered message and waits for its 204.
-func (r *run) emit(ctx context.Context, pub *publisher) error {
+func (r *run) emit(pub *publisher) error {
 	n := pub.attempts.Add(1)
 	body := fmt.Appendf(nil, `{"event":"load","data":{"p":%d,"n":%d,"t":%d}}`, pub.p, n, time.Now().UnixNano())
-	err := r.post(ctx, pub.c.hc, "emit?id="+pub.c.id, body, http.StatusNoContent)
+	status, answer, err := pub.c.send.do(http.MethodPost, r.path+"emit?id="+pub.c.id, body, nil)
+	if err == nil && status != http.StatusNoContent {
+		err = fmt.Errorf("POST /emit: status %d %s", status, bytes.TrimSpace(answer))
+	}
 	if err != nil {
 		pub.mu.Lock()
 		pub.failed[n] = true
@@ -393,6 +403,10 @@ func (r *run) minGot() int64 {
 func (r *run) stop(cancelPolls context.CancelFunc) {
 	r.stopping.Store(true)
 	cancelPolls()
+	for _, c := range r.clients {
+		c.poll.close() // a parked poll returns at once
+		c.send.close()
+	}
 	timeout := time.After(15 * time.Second)
 	for _, c := range r.clients {
 		select {
@@ -408,9 +422,6 @@ func (r *run) stop(cancelPolls context.CancelFunc) {
 		}
 		return nil
 	})
-	for _, c := range r.clients {
-		c.hc.CloseIdleConnections()
-	}
 	r.shared.CloseIdleConnections()
 }
 
