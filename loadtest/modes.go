@@ -249,8 +249,8 @@ func monitor(ctx context.Context, r *run, pr probe, start time.Time) func() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				say("t=%s server rss=%s cpu=%s delivered=%d parked=%d",
-					time.Since(start).Round(time.Second), mib(pr.rss()), pr.cpu(), r.delivered.Load(), r.parked.Load())
+				say("t=%s server rss=%s cpu=%s threads=%s fds=%d delivered=%d parked=%d",
+					time.Since(start).Round(time.Second), mib(pr.rss()), pr.cpu(), pr.threads(), pr.fds(), r.delivered.Load(), r.parked.Load())
 			}
 		}
 	}()

@@ -149,6 +149,29 @@ func (p probe) cpu() time.Duration {
 	return v
 }
 
+// fds is the number of files the server has open: connections that leak show here.
+func (p probe) fds() int {
+	if p.pid == 0 {
+		return 0
+	}
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+	return len(ents)
+}
+
+// threads is the server's OS thread count from /proc/PID/status.
+func (p probe) threads() string {
+	if p.pid == 0 {
+		return "n/a"
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "Threads:"); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return "n/a"
+}
+
 // mib formats bytes as MiB.
 func mib(b int64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) + "MiB" }
 
