@@ -5,7 +5,8 @@
 // or reordered, and, given the server's -pid, reads its memory and CPU time
 // from /proc. Run the server and this tool as separate processes:
 //
-//	go build -o /tmp/srv . && /tmp/srv -addr 127.0.0.1:8080 &
+//	go build -o /tmp/srv .
+//	/tmp/srv -addr 127.0.0.1:8080 &   # on its own, so that $! is the server's pid
 //	go run ./loadtest -url http://127.0.0.1:8080 -pid $! -mode hold
 //
 // Modes: hold (N parked, memory per client, broadcast wake-up time), fanout
