@@ -151,7 +151,7 @@ func TestServerRestart(t *testing.T) {
 	ada.waitFor(5*time.Second, `document.querySelector("#notice").textContent.includes("Not sent") &&
 		document.querySelector("#text").value === "into the void"`)
 
-	startServer(t, srv.addr, quick...)
+	srv2 := startServer(t, srv.addr, quick...)
 	for _, tb := range tabs {
 		// The back-off grows to 10 s at most; both tabs are back well
 		// before that since the server was gone only briefly.
@@ -163,6 +163,10 @@ func TestServerRestart(t *testing.T) {
 	bob.waitFor(5*time.Second, jsHasMessage("Ada: after the restart"))
 	bob.say("I can hear you again")
 	ada.waitFor(5*time.Second, jsHasMessage("Bob: I can hear you again"))
+
+	// Ctrl-C with both tabs' polls parked: the server answers them and
+	// exits 0 at once instead of waiting out the poll timeout.
+	srv2.stop(t)
 }
 
 // TestHostileText: what people type is shown as text, never run as HTML.

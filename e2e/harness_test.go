@@ -51,6 +51,8 @@ func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
 }
 
+// runTests is TestMain's body, in a function of its own so that its deferred
+// clean-up runs before os.Exit.
 func runTests(m *testing.M) int {
 	chromium = findChromium()
 	if chromium == "" && os.Getenv("E2E_REQUIRE") != "1" {
@@ -178,12 +180,16 @@ func (s *server) logText() string {
 // and quick exit.
 func (s *server) stop(t *testing.T) {
 	t.Helper()
+	start := time.Now()
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	// 5 s is generous on purpose: a busy CI machine is slow, and a -race
+	// build sleeps 1 s at exit by design (GORACE atexit_sleep_ms).
 	select {
 	case <-s.done:
 	case <-time.After(5 * time.Second):
 		t.Fatalf("the server did not exit within 5s of SIGTERM")
 	}
+	t.Logf("the server exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
 	require.Equal(t, 0, s.cmd.ProcessState.ExitCode(), "exit code after SIGTERM")
 }
 
