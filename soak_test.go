@@ -46,7 +46,7 @@ func TestSoak(t *testing.T) {
 	}
 	const (
 		keepers, droppers, abandoners = 150, 50, 50
-		publishers, perPublisher      = 4, 40
+		publishers, perPublisher      = 4, 30
 	)
 	// The TTL is generous because a keeper must never expire: under -race on a busy
 	// 2-core machine shared with other work, a burst of a few hundred re-polls can take
