@@ -31,14 +31,9 @@ var quick = []string{"-poll-timeout", "2s", "-client-ttl", "10s"}
 func TestTwoTabsChat(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, "127.0.0.1:0", quick...)
-	browser := newBrowser(t)
-	ada := openTab(t, browser, "ada", srv.url)
-	bob := openTab(t, browser, "bob", srv.url)
+	ada, bob := twoTabs(t, srv)
 	ada.setName("Ada")
 	bob.setName("Bob")
-	for _, tb := range []*tab{ada, bob} {
-		tb.waitFor(5*time.Second, jsConnected+" && "+jsOnline(2))
-	}
 
 	// Typed key by key and sent with Enter, as a person would.
 	ada.do(chromedp.SendKeys(chromedp.ID("text"), "hello from Ada"+kb.Enter))
@@ -107,12 +102,7 @@ func TestIdlePollParks(t *testing.T) {
 func TestGoodbye(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, "127.0.0.1:0", "-poll-timeout", "2s", "-client-ttl", "60s")
-	browser := newBrowser(t)
-	ada := openTab(t, browser, "ada", srv.url)
-	bob := openTab(t, browser, "bob", srv.url)
-	for _, tb := range []*tab{ada, bob} {
-		tb.waitFor(5*time.Second, jsConnected+" && "+jsOnline(2))
-	}
+	ada, bob := twoTabs(t, srv)
 
 	bob.close()
 	ada.waitFor(2*time.Second, jsOnline(1))
@@ -172,12 +162,7 @@ func TestServerRestart(t *testing.T) {
 func TestHostileText(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, "127.0.0.1:0", quick...)
-	browser := newBrowser(t)
-	ada := openTab(t, browser, "ada", srv.url)
-	bob := openTab(t, browser, "bob", srv.url)
-	for _, tb := range []*tab{ada, bob} {
-		tb.waitFor(5*time.Second, jsConnected+" && "+jsOnline(2))
-	}
+	ada, bob := twoTabs(t, srv)
 
 	tests := []struct {
 		name     string
@@ -239,14 +224,9 @@ func TestNoConsoleErrors(t *testing.T) {
 func TestScreenshot(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, "127.0.0.1:0", quick...)
-	browser := newBrowser(t)
-	ada := openTab(t, browser, "ada", srv.url)
-	bob := openTab(t, browser, "bob", srv.url)
+	ada, bob := twoTabs(t, srv)
 	ada.setName("Ada")
 	bob.setName("Bob")
-	for _, tb := range []*tab{ada, bob} {
-		tb.waitFor(5*time.Second, jsConnected+" && "+jsOnline(2))
-	}
 	lines := []struct {
 		who  *tab
 		text string
@@ -303,4 +283,17 @@ func sideBySide(imgs []image.Image, gap int) *image.RGBA {
 		x += r.Dx() + gap
 	}
 	return out
+}
+
+// twoTabs opens Ada's and Bob's tabs in a browser of their own and waits until
+// both are connected and count each other online.
+func twoTabs(t *testing.T, srv *server) (ada, bob *tab) {
+	t.Helper()
+	browser := newBrowser(t)
+	ada = openTab(t, browser, "ada", srv.url)
+	bob = openTab(t, browser, "bob", srv.url)
+	for _, tb := range []*tab{ada, bob} {
+		tb.waitFor(5*time.Second, jsConnected+" && "+jsOnline(2))
+	}
+	return ada, bob
 }
