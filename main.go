@@ -41,7 +41,7 @@ func main() {
 // Tests call it directly with their own context and log writer.
 func run(ctx context.Context, args []string, logTo io.Writer) error {
 	cfg := config{}
-	flags := flag.NewFlagSet("longpoll", flag.ContinueOnError)
+	flags := flag.NewFlagSet(os.Args[0], flag.ContinueOnError) // named like the default flag set
 	flags.SetOutput(logTo)
 	addr := flags.String("addr", "localhost:8080", "`host:port` to listen on; port 0 picks a free one")
 	flags.DurationVar(&cfg.pollTimeout, "poll-timeout", 25*time.Second, "how long a poll may wait for news before it answers empty")
