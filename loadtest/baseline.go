@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,7 +17,9 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/metrics"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -25,44 +28,20 @@ import (
 // serveBaseline runs the trivial server of -mode baseline in this process,
 // so the real server never has to carry a benchmark route. Its routes:
 //
-//	GET  /         answers {"messages":[]} at once: the cheapest possible "poll"
-//	POST /connect  answers {"id":"<32 hex>"} like the real server
-//	GET  /poll     parks until the client goes or -poll-timeout passes, then
-//	               answers {"messages":[]}: a bare net/http park, no hub
+//	GET  /   answers {"messages":[]} at once: the cheapest possible "poll"
+//	POST /connect, GET /poll, POST /emit, POST /disconnect
+//	         the contract, served by floor below: the least a long-poll
+//	         server can do in net/http
 //
-// The last two let -mode hold measure what net/http alone costs per parked
-// connection (with -broadcasts 0).
+// So -mode hold and -mode fanout can be pointed at this process as well as at
+// the real server, to show what net/http alone costs per parked connection
+// and per delivery on the same machine.
 func serveBaseline(cfg config) error {
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
-	empty := []byte(`{"messages":[]}`)
-	answer := func(w http.ResponseWriter, body []byte) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Write(body)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		_ = r.URL.Query().Get("id") // parse the query like a poll would
-		answer(w, empty)
-	})
-	mux.HandleFunc("POST /connect", func(w http.ResponseWriter, r *http.Request) {
-		id := make([]byte, 16)
-		rand.Read(id)
-		answer(w, []byte(`{"id":"`+hex.EncodeToString(id)+`"}`))
-	})
-	mux.HandleFunc("GET /poll", func(w http.ResponseWriter, r *http.Request) {
-		t := time.NewTimer(cfg.pollTimeout)
-		defer t.Stop()
-		select {
-		case <-r.Context().Done():
-		case <-t.C:
-			answer(w, empty)
-		}
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: baselineRoutes(cfg.pollTimeout), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	if cfg.debugAddr != "" {
 		go serveDebug(cfg.debugAddr)
 	}
@@ -77,6 +56,122 @@ func serveBaseline(cfg config) error {
 		return err
 	}
 	return nil
+}
+
+// baselineRoutes are serveBaseline's routes (see there).
+func baselineRoutes(pollTimeout time.Duration) http.Handler {
+	empty := []byte(`{"messages":[]}`)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		_ = r.URL.Query().Get("id") // parse the query like a poll would
+		answer(w, http.StatusOK, empty)
+	})
+	f := &floor{base: map[string]int{}, news: make(chan struct{}), timeout: pollTimeout}
+	mux.HandleFunc("POST /connect", f.connect)
+	mux.HandleFunc("GET /poll", f.poll)
+	mux.HandleFunc("POST /emit", f.emit)
+	mux.HandleFunc("POST /disconnect", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
+
+// floor is the least a long-poll server can do in net/http: one log of encoded
+// messages shared by everybody under a mutex, and a channel that the next emit
+// closes to wake every parked poll. A client's seq counts from the log's length
+// when it connected. No mailboxes, limits, expiry or online counts, and the log
+// only grows (the tool's runs are bounded), so what it costs is the HTTP round
+// trips and the parked requests, which any design on net/http pays.
+type floor struct {
+	timeout time.Duration
+	mu      sync.Mutex
+	log     [][]byte       // `"event":E,"data":D` of every message, in order
+	base    map[string]int // len(log) when each id connected
+	news    chan struct{}  // closed by the next emit
+}
+
+func (f *floor) connect(w http.ResponseWriter, r *http.Request) {
+	id := make([]byte, 16)
+	rand.Read(id)
+	f.mu.Lock()
+	f.base[hex.EncodeToString(id)] = len(f.log)
+	f.mu.Unlock()
+	answer(w, http.StatusOK, []byte(`{"id":"`+hex.EncodeToString(id)+`"}`))
+}
+
+// since returns id's messages after its cursor, and the channel to wait on if
+// there are none.
+func (f *floor) since(id string, after int) ([][]byte, <-chan struct{}, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	base, ok := f.base[id]
+	return f.log[min(base+after, len(f.log)):], f.news, ok
+}
+
+func (f *floor) poll(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("id")
+	after, err := strconv.Atoi(r.URL.Query().Get("after"))
+	if err != nil || after < 0 {
+		answer(w, http.StatusBadRequest, []byte(`{"error":"bad after"}`))
+		return
+	}
+	msgs, news, ok := f.since(id, after)
+	if !ok {
+		answer(w, http.StatusGone, []byte(`{"error":"unknown id"}`))
+		return
+	}
+	if len(msgs) == 0 {
+		t := time.NewTimer(f.timeout)
+		defer t.Stop()
+		select {
+		case <-news:
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		}
+		msgs, _, _ = f.since(id, after)
+	}
+	out := []byte(`{"messages":[`)
+	for i, m := range msgs {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, `{"seq":`...)
+		out = strconv.AppendInt(out, int64(after+1+i), 10)
+		out = append(out, ',')
+		out = append(out, m...)
+		out = append(out, '}')
+	}
+	answer(w, http.StatusOK, append(out, "]}"...))
+}
+
+func (f *floor) emit(w http.ResponseWriter, r *http.Request) {
+	var m struct {
+		Event string          `json:"event"`
+		Data  json.RawMessage `json:"data"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&m); err != nil || m.Event == "" {
+		answer(w, http.StatusBadRequest, []byte(`{"error":"bad message"}`))
+		return
+	}
+	if m.Data == nil {
+		m.Data = json.RawMessage("null")
+	}
+	ev, _ := json.Marshal(m.Event)
+	body := append(append(append([]byte(`"event":`), ev...), `,"data":`...), m.Data...)
+	f.mu.Lock()
+	f.log = append(f.log, body)
+	close(f.news)
+	f.news = make(chan struct{})
+	f.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func answer(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(body)
 }
 
 // spawnBaseline starts "loadtest -mode serve-baseline" as a child process,

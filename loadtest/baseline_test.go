@@ -1,0 +1,113 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// floorClient talks to the floor server the way the load tool's clients do.
+type floorClient struct {
+	t    *testing.T
+	base string
+	id   string
+}
+
+func (c *floorClient) do(method, path, body string) (int, string) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	require.NoError(c.t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(c.t, err)
+	return resp.StatusCode, string(b)
+}
+
+func connectFloor(t *testing.T, base string) *floorClient {
+	c := &floorClient{t: t, base: base}
+	status, body := c.do("POST", "/connect", "")
+	require.Equal(t, http.StatusOK, status)
+	var v struct{ ID string }
+	require.NoError(t, json.Unmarshal([]byte(body), &v))
+	require.Len(t, v.ID, 32)
+	c.id = v.ID
+	return c
+}
+
+func (c *floorClient) poll(after string) (int, string) {
+	return c.do("GET", "/poll?id="+c.id+"&after="+after, "")
+}
+
+func (c *floorClient) emit(event string) {
+	status, _ := c.do("POST", "/emit?id="+c.id, `{"event":"`+event+`","data":1}`)
+	require.Equal(c.t, http.StatusNoContent, status)
+}
+
+// TestFloorParksAndDelivers: a poll with nothing to read waits, the next emit
+// wakes it, and every client counts seq from the moment it connected.
+func TestFloorParksAndDelivers(t *testing.T) {
+	srv := httptest.NewServer(baselineRoutes(time.Minute))
+	defer srv.Close()
+	ada := connectFloor(t, srv.URL)
+
+	got := make(chan string, 1)
+	go func() {
+		_, body := ada.poll("0")
+		got <- body
+	}()
+	require.Never(t, func() bool { return len(got) > 0 }, 100*time.Millisecond, 10*time.Millisecond, "a poll with nothing to read must park")
+	ada.emit("first")
+	require.Eventually(t, func() bool { return len(got) > 0 }, 5*time.Second, 5*time.Millisecond)
+	require.JSONEq(t, `{"messages":[{"seq":1,"event":"first","data":1}]}`, <-got)
+
+	bob := connectFloor(t, srv.URL)
+	ada.emit("second")
+	status, body := bob.poll("0")
+	require.Equal(t, http.StatusOK, status)
+	require.JSONEq(t, `{"messages":[{"seq":1,"event":"second","data":1}]}`, body)
+	_, body = ada.poll("1")
+	require.JSONEq(t, `{"messages":[{"seq":2,"event":"second","data":1}]}`, body)
+}
+
+// TestFloorPollTimesOut: with no news, a poll answers empty at its timeout.
+func TestFloorPollTimesOut(t *testing.T) {
+	srv := httptest.NewServer(baselineRoutes(20 * time.Millisecond))
+	defer srv.Close()
+	status, body := connectFloor(t, srv.URL).poll("0")
+	require.Equal(t, http.StatusOK, status)
+	require.JSONEq(t, `{"messages":[]}`, body)
+}
+
+// TestFloorRejects: the floor is minimal, but bad input still gets a clear status.
+func TestFloorRejects(t *testing.T) {
+	srv := httptest.NewServer(baselineRoutes(time.Minute))
+	defer srv.Close()
+	c := connectFloor(t, srv.URL)
+	for _, tt := range []struct {
+		name, method, path, body string
+		want                     int
+	}{
+		{"unknown id", "GET", "/poll?id=nobody&after=0", "", http.StatusGone},
+		{"after not a number", "GET", "/poll?id=" + c.id + "&after=x", "", http.StatusBadRequest},
+		{"negative after", "GET", "/poll?id=" + c.id + "&after=-1", "", http.StatusBadRequest},
+		{"emit not JSON", "POST", "/emit?id=" + c.id, "{", http.StatusBadRequest},
+		{"emit without event", "POST", "/emit?id=" + c.id, `{"data":1}`, http.StatusBadRequest},
+		{"disconnect", "POST", "/disconnect?id=" + c.id, "", http.StatusNoContent},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			status, _ := (&floorClient{t: t, base: srv.URL}).do(tt.method, tt.path, tt.body)
+			require.Equal(t, tt.want, status)
+		})
+	}
+}
