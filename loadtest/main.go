@@ -13,7 +13,9 @@
 // (one publisher at a fixed rate, loss and CPU per delivery), flood
 // (publishers as fast as the clients keep up, deliveries per second),
 // baseline (the same client against a trivial server it starts itself, the
-// machine's limit for comparison) and serve-baseline (that trivial server).
+// machine's limit for comparison) and serve-baseline (that trivial server,
+// which also serves the contract the least way net/http allows, so hold and
+// fanout can measure that floor too).
 //
 // Every loop is bounded in count and time, and all traffic goes to the given
 // loopback URL. The last line of every mode is a "SUMMARY" line of key=value
