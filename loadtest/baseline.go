@@ -91,12 +91,13 @@ type floor struct {
 }
 
 func (f *floor) connect(w http.ResponseWriter, r *http.Request) {
-	id := make([]byte, 16)
-	rand.Read(id)
+	b := make([]byte, 16)
+	rand.Read(b)
+	id := hex.EncodeToString(b)
 	f.mu.Lock()
-	f.base[hex.EncodeToString(id)] = len(f.log)
+	f.base[id] = len(f.log)
 	f.mu.Unlock()
-	answer(w, http.StatusOK, []byte(`{"id":"`+hex.EncodeToString(id)+`"}`))
+	answer(w, http.StatusOK, []byte(`{"id":"`+id+`"}`))
 }
 
 // since returns id's messages after its cursor, and the channel to wait on if
