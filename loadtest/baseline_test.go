@@ -61,15 +61,29 @@ func TestFloorParksAndDelivers(t *testing.T) {
 	defer srv.Close()
 	ada := connectFloor(t, srv.URL)
 
-	got := make(chan string, 1)
+	// The parked poll runs on its own goroutine, which must not call require:
+	// it hands its response to the test goroutine, which checks it.
+	type result struct {
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
 	go func() {
-		_, body := ada.poll("0")
-		got <- body
+		resp, err := http.Get(srv.URL + "/poll?id=" + ada.id + "&after=0")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		got <- result{string(b), err}
 	}()
 	require.Never(t, func() bool { return len(got) > 0 }, 100*time.Millisecond, 10*time.Millisecond, "a poll with nothing to read must park")
 	ada.emit("first")
 	require.Eventually(t, func() bool { return len(got) > 0 }, 5*time.Second, 5*time.Millisecond)
-	require.JSONEq(t, `{"messages":[{"seq":1,"event":"first","data":1}]}`, <-got)
+	first := <-got
+	require.NoError(t, first.err)
+	require.JSONEq(t, `{"messages":[{"seq":1,"event":"first","data":1}]}`, first.body)
 
 	bob := connectFloor(t, srv.URL)
 	ada.emit("second")
