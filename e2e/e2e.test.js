@@ -28,7 +28,11 @@ for (const browser of selectedBrowsers()) {
           await s.run(r);
           r.checkConsoles();
         } catch (err) {
+          // Add what the servers and tabs said to the message, and to the
+          // stack, which is what the reporter prints.
+          const at = err.stack?.indexOf("\n    at ") ?? -1;
           err.message += `\n${await r.diagnostics()}`;
+          err.stack = `${err.name}: ${err.message}${at >= 0 ? err.stack.slice(at) : ""}`;
           throw err;
         } finally {
           await r.close();

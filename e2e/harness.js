@@ -125,9 +125,11 @@ function lookPath(file) {
 
 // buildServer builds the program under test once per run, with -race when
 // E2E_RACE=1 so that the browsers' traffic also hunts for data races.
+// E2E_SERVER=/path/to/binary tests that build instead.
 let built;
 export function buildServer() {
   built ??= (async () => {
+    if (process.env.E2E_SERVER) return path.resolve(process.env.E2E_SERVER);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "longpoll-e2e-"));
     process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
     const bin = path.join(dir, "longpoll");
@@ -236,6 +238,7 @@ export class Run {
     this.servers = [];
     this.browsers = [];
     this.tabs = [];
+    this.started = Date.now();
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `e2e-${browserName}-`));
   }
 
@@ -283,7 +286,9 @@ export class Run {
   async diagnostics() {
     const out = [];
     for (const tab of this.tabs) {
-      if (!tab.closed) out.push(`tab ${tab.name}: ${JSON.stringify(await tab.describe())}`);
+      if (tab.closed) continue;
+      out.push(`tab ${tab.name}: ${JSON.stringify(await tab.describe())}`);
+      out.push(`tab ${tab.name}'s last requests:\n${tab.timeline(this.started)}`);
     }
     this.servers.forEach((s, i) => out.push(`server ${i} (${s.addr}) log:\n${s.log}`));
     return out.join("\n");
@@ -374,7 +379,21 @@ export class Tab {
       this.problems.push(`console.${m.type()}: ${m.text()} (${where})`);
     });
     page.on("pageerror", (err) => this.problems.push(`uncaught: ${err?.message ?? err}`));
-    page.on("request", (r) => this.requests.push({ url: r.url(), at: Date.now() }));
+    const sent = new Map(); // request -> its entry in this.requests
+    page.on("request", (r) => {
+      const e = { url: r.url(), at: Date.now() };
+      sent.set(r, e);
+      this.requests.push(e);
+    });
+    const ended = (r, outcome) => {
+      const e = sent.get(r);
+      if (!e) return;
+      sent.delete(r);
+      e.ms = Date.now() - e.at;
+      e.outcome = outcome;
+    };
+    page.on("requestfinished", (r) => ended(r, String(r.response()?.status() ?? "?")));
+    page.on("requestfailed", (r) => ended(r, r.failure()?.errorText ?? "failed"));
   }
 
   // polls counts the poll requests this page has sent.
@@ -423,6 +442,19 @@ export class Tab {
       }
       await sleep(25);
     }
+  }
+
+  // timeline tells the page's last n requests: when each left (seconds
+  // since start), where to, how long it took and how it ended.
+  timeline(start, n = 20) {
+    return this.requests
+      .slice(-n)
+      .map((e) => {
+        const u = new URL(e.url);
+        const what = u.pathname + u.search.replace(/id=[0-9a-f]{32}/, "id=…");
+        return `  ${((e.at - start) / 1000).toFixed(2)}s ${what} ${e.outcome ?? "(open)"}${e.ms === undefined ? "" : ` ${e.ms}ms`}`;
+      })
+      .join("\n");
   }
 
   // describe returns the state, or why it could not be read.
