@@ -274,7 +274,7 @@ export function connect(base = "", options = {}) {
         headers: { "Content-Type": "application/json" },
         body,
       });
-      end({ outcome: r.error ?? (r.status === 204 ? "ok" : "http"), status: r.status });
+      end({ outcome: r.error ?? (r.status === 204 ? "ok" : "http"), status: r.status, why: errorText(r.text) });
       if (r.status === 204) return;
       // The leader may have replaced the id while we sent: try the new one once.
       if (r.status === 410 && id && id !== used && tries === 0) continue;
@@ -296,8 +296,10 @@ export function connect(base = "", options = {}) {
   // hear takes what the other tabs post. Only the leader answers a greeting;
   // the others follow the leader's id, cursor, messages and status.
   function hear(msg) {
-    if (msg.type === "wire") {
-      for (const fn of wireHandlers) safely(fn, msg.ev);
+    if (msg.type === "wire" || msg.type === "bye") {
+      // A tab that leaves ends its requests with it: the panel closes their lines.
+      const ev = msg.type === "wire" ? msg.ev : { kind: "left", tab: msg.tab, at: T.now() };
+      for (const fn of wireHandlers) safely(fn, ev);
       return;
     }
     if (role === "leader") {
