@@ -94,9 +94,13 @@ export function connect(base = "", options = {}) {
     for (const fn of wireHandlers) safely(fn, ev);
   }
 
+  // setId adopts an id, or drops it (""). The leader tells the other tabs, so
+  // that their emits use the new id, or wait for one.
   function setId(newId) {
-    if (newId !== id) after = 0; // a fresh id starts a fresh mailbox
+    if (newId === id) return;
     id = newId;
+    after = 0; // a fresh id starts a fresh mailbox
+    if (role === "leader") tabs?.post({ type: "state", ...state() });
     if (id) for (const resolve of idWaiters.splice(0)) resolve(id);
   }
 
@@ -168,11 +172,11 @@ export function connect(base = "", options = {}) {
       end({ outcome: r.error ?? "http", status: r.status });
       return false;
     }
-    const t = body.pollTimeoutMs;
-    pollTimeoutMs = Number.isFinite(t) && t > 0 ? t : rules.pollTimeoutMs;
+    // A server from before pollTimeoutMs does not say it: assume the default.
+    const said = Number.isFinite(body.pollTimeoutMs) && body.pollTimeoutMs > 0;
+    pollTimeoutMs = said ? body.pollTimeoutMs : rules.pollTimeoutMs;
     setId(body.id);
-    if (role === "leader") tabs?.post({ type: "state", ...state() });
-    end({ outcome: "ok", status: 200, id: body.id, pollTimeoutMs });
+    end({ outcome: "ok", status: 200, id: body.id, pollTimeoutMs, said });
     return true;
   }
 

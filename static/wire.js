@@ -82,7 +82,8 @@ function what(ev, now) {
     case "connect":
       if (!done) return "POST /connect …";
       return ev.outcome === "ok"
-        ? `POST /connect → 200 in ${secs(ev.ms)}: id ${ev.id.slice(0, 8)}…, the server parks a poll up to ${secs(ev.pollTimeoutMs)}`
+        ? `POST /connect → 200 in ${secs(ev.ms)}: id ${ev.id.slice(0, 8)}…; ` +
+            (ev.said ? `the server parks a poll up to ${secs(ev.pollTimeoutMs)}` : `poll timeout not said, ${secs(ev.pollTimeoutMs)} assumed`)
         : `POST /connect → ${failure(ev)}`;
     case "poll": {
       const asked = `GET /poll after=${ev.after}`;
