@@ -106,6 +106,9 @@ export function connect(base = "", options = {}) {
 
   // --- the poll loop (the leader's, or every tab's without tabs) -----------
 
+  // lead is the poll loop: ask, wait, hand out, ask again. Each way a wait
+  // can end is one case of its switch, with its back-off (PLAN.md's rules).
+  // It runs while this start() lasts (mine === run).
   async function lead(mine) {
     let failures = 0; // failures in a row; only a well-formed answer resets it
     let lostAt = 0; // time of the first failure in this run of failures

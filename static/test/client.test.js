@@ -382,3 +382,57 @@ test("tabs share one id and one poll; when the leader closes, the next polls on 
   assert.deepEqual(b.chats, ["one", "two"], "nothing lost, nothing twice");
   b.socket.close();
 });
+
+test("closing a tab that is not the last says no goodbye; closing the last one does", async () => {
+  const clock = fakeClock();
+  const server = fakeServer(clock, (req) =>
+    req.path === "/connect" ? { status: 200, body: { id: "shared", pollTimeoutMs: 2000 } } : req.after === "0" ? messages(online(1)) : "hang",
+  );
+  const locks = fakeLocks();
+  const beacons = [];
+  const open = () => {
+    const window = new EventTarget();
+    const socket = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window, sendBeacon: (url) => beacons.push(url) });
+    return { window, socket };
+  };
+  const a = open();
+  const b = open();
+  await until(() => a.socket.role === "leader" && b.socket.role === "follower", "a leads, b follows");
+  await clock.advance(1);
+  await new Promise((r) => setTimeout(r, 50)); // let the greetings cross
+  a.window.dispatchEvent(new Event("pagehide"));
+  assert.deepEqual(beacons, [], "b is still open");
+  await until(() => b.socket.role === "leader", "b takes over");
+  await new Promise((r) => setTimeout(r, 50)); // let a's bye arrive
+  b.window.dispatchEvent(new Event("pagehide"));
+  assert.deepEqual(beacons, ["/disconnect?id=shared"]);
+  a.socket.close();
+  b.socket.close();
+});
+
+test("a follower's emit during the leader's reconnect waits for the new id", async () => {
+  const clock = fakeClock();
+  let connects = 0;
+  const server = fakeServer(clock, (req) => {
+    if (req.path === "/connect") return { status: 200, body: { id: `gen${++connects}`, pollTimeoutMs: 2000 } };
+    if (req.path === "/emit") return { status: 204 };
+    if (req.id === "gen1") return req.after === "0" ? messages(online(1)) : { status: 410, delay: 100 };
+    return "hang";
+  });
+  const locks = fakeLocks();
+  const opts = () => ({ fetch: server.fetch, timers: clock, locks, BroadcastChannel, window: new EventTarget(), random: () => 0.5 });
+  const a = connect("", opts());
+  const b = connect("", opts());
+  await until(() => a.role === "leader" && b.role === "follower", "a leads, b follows");
+  await clock.advance(100); // the 410: a drops gen1 and waits 500 ms before connecting
+  await new Promise((r) => setTimeout(r, 50)); // let b hear that the id is gone
+  const sent = b.emit("chat", "while reconnecting");
+  await clock.advance(499);
+  assert.equal(server.of("/emit").length, 0, "no emit under the dropped id");
+  await clock.advance(1);
+  await until(() => server.of("/emit").length === 1, "the emit goes out under the new id");
+  await sent;
+  assert.equal(server.of("/emit")[0].id, "gen2");
+  a.close();
+  b.close();
+});
