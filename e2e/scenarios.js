@@ -371,21 +371,27 @@ export const scenarios = [
 
   {
     // The wire panel shows this browser's requests as they happen: opened,
-    // it shows a poll parked on the server, and the wake-up when a chat
-    // arrives, followed by the next poll.
+    // it shows a poll parked on the server; a chat wakes that poll, and the
+    // next poll leaves at once and parks again.
     name: "the wire panel shows a park and a wake-up",
     async run(r) {
       const srv = await r.startServer(quick);
       const { ada, bob } = await twoPeople(r, srv);
       await openWire(ada);
-      await sleep(300); // let a poll park
-      await bob.say("wake up, Ada");
-      await ada.until("showing Bob's line", (s) => s.messages.some((m) => m.endsWith(": wake up, Ada")));
-      const wire = await waitWire(ada, (rows) => {
-        const i = rows.findIndex((w) => w.kind === "poll" && /chat/.test(w.text));
-        return i >= 0 && rows.slice(i + 1).some((w) => w.kind === "poll");
+      const parked = await waitWire(ada, "a parked poll", (rows) => {
+        const last = rows.findLast((w) => w.kind === "poll");
+        return last?.phase === "start" ? last : null;
       });
-      r.log(`wire rows: ${wire.map((w) => `${w.kind}: ${w.text}`).join(" | ")}`);
+      await sleep(300); // parked a little longer, so the wake-up is plain to see
+      await bob.say("wake up, Ada");
+      const woke = await waitWire(ada, "the parked poll woken by the chat, then the next poll", (rows) => {
+        const i = rows.findIndex((w) => w.kind === "poll" && w.phase === "end" && w.text.includes("chat"));
+        const next = rows.slice(i + 1).find((w) => w.kind === "poll");
+        return i >= 0 && next ? [rows[i], next] : null;
+      });
+      r.log(`parked: ${parked.text} | woken: ${woke[0].text} | then: ${woke[1].text}`);
+      assert.equal(woke[0].outcome, "answer");
+      assert.ok(Number(woke[0].parkedMs) >= 250, `the woken poll was parked ${woke[0].parkedMs} ms, want at least 250`);
     },
   },
 
@@ -460,28 +466,26 @@ function pollingTab(tabs) {
   return best;
 }
 
-// openWire opens the wire panel.
+// openWire opens the wire panel, as a reader does, with its summary.
 async function openWire(tab) {
-  await tab.eval(() => {
-    const d = document.querySelector("details#wire, #wire details, details:has(li.wire), details.wire");
-    if (d) d.open = true;
-    else document.querySelector("#wire-toggle, [aria-controls=wire]")?.click();
-  });
-  await waitWire(tab, (rows) => rows.length > 0);
+  await tab.eval(() => document.querySelector("#wire summary").click());
+  await waitWire(tab, "any line", (rows) => rows.length > 0);
 }
 
-// waitWire waits until ok(rows) holds for the wire panel's rows, each
-// {kind, text}, and returns them.
-async function waitWire(tab, ok, timeout = 5000) {
+// waitWire waits until find(rows) returns something for the wire panel's
+// lines, each {kind, phase, outcome, parkedMs, text}, and returns that.
+async function waitWire(tab, what, find, timeout = 5000) {
   const deadline = Date.now() + timeout;
-  let rows = [];
   for (;;) {
-    rows = await tab.eval(() =>
-      [...document.querySelectorAll("li.wire")].map((li) => ({ kind: li.dataset.kind, text: li.textContent })),
-    );
-    if (ok(rows)) return rows;
+    const rows = await tab.eval(() => {
+      if (!document.querySelector("#wire").open) return [];
+      return [...document.querySelectorAll("#wire li.wire")].map((li) => ({ ...li.dataset, text: li.textContent }));
+    });
+    const found = find(rows);
+    if (found) return found;
     if (Date.now() > deadline) {
-      throw new Error(`tab ${tab.name}: the wire panel does not show what it should; rows:\n  ${rows.map((w) => `${w.kind}: ${w.text}`).join("\n  ")}`);
+      const lines = rows.map((w) => `${w.kind}/${w.phase}/${w.outcome ?? ""}: ${w.text}`);
+      throw new Error(`tab ${tab.name}: the wire panel shows no ${what} after ${timeout} ms; its lines:\n  ${lines.join("\n  ")}`);
     }
     await sleep(50);
   }
