@@ -414,10 +414,11 @@ export const scenarios = [
         [ada, "No WebSocket needed. Neat."],
       ];
       for (const [i, [who, text]] of lines.entries()) {
+        await sleep(600); // at a person's pace, so the panels show polls parked a while
         await who.say(text);
         for (const tab of [ada, bob]) await tab.until(`showing ${i + 1} lines`, (s) => s.messages.length === i + 1);
       }
-      await sleep(300); // both polls parked again, as the panels will show
+      await sleep(1200); // both polls parked again, and the panels count it
 
       const shots = [];
       for (const tab of [ada, bob]) {
