@@ -227,6 +227,8 @@ export const scenarios = [
         tabs.push(tab);
       }
       for (const tab of tabs) await tab.until("counting 1 online (one browser)", online(1));
+      const pollers = tabs.filter((t) => t.polls > 0).map((t) => t.name);
+      assert.equal(pollers.length, 1, `tabs ${pollers.join(", ")} have polled; one tab polls for all`);
 
       // A chat from tab 1 shows in all eight within a second.
       for (const tab of tabs) await tab.markArrivals();
@@ -248,9 +250,12 @@ export const scenarios = [
       const rest = tabs.filter((t) => t !== leader);
       const sender = rest[rest.length - 1];
       await sender.setName("Sender");
+      // Five lines while the tab closes, five once it has gone: those only
+      // the new leader can bring.
       const closing = leader.close();
-      for (let i = 0; i < 10; i++) await sender.say(`handover ${i}`);
+      for (let i = 0; i < 5; i++) await sender.say(`handover ${i}`);
       await closing;
+      for (let i = 5; i < 10; i++) await sender.say(`handover ${i}`);
       const want = Array.from({ length: 10 }, (_, i) => `Sender: handover ${i}`);
       for (const tab of rest) {
         const s = await tab.until(
