@@ -26,10 +26,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -48,6 +50,8 @@ type config struct {
 	publishers      int           // flood: publishing clients
 	window          int           // flood: how far the slowest client may lag
 	concurrency     int           // connects, first polls and goodbyes in flight
+	arrival         arrivalRate   // new clients a second (0: as fast as the tool goes)
+	server          string        // restart: the server's command line
 	sources         int           // source addresses 127.0.0.1..N (0: one per 10,000 clients)
 	separateConnect bool          // connect on another connection than the polls
 	compare         bool          // fanout, flood: also run baseline and print the ratio
@@ -73,7 +77,9 @@ func main() {
 	flag.DurationVar(&cfg.linger, "linger", 0, "hold: keep every poll parked this long at the end (to profile the server)")
 	flag.IntVar(&cfg.publishers, "publishers", 4, "flood: publishing clients")
 	flag.IntVar(&cfg.window, "window", 512, "flood: most messages the slowest client may lag behind (0: no limit)")
-	flag.IntVar(&cfg.concurrency, "concurrency", 100, "connects, first polls and goodbyes in flight")
+	flag.IntVar(&cfg.concurrency, "concurrency", 100, "clients between their connect and their first poll, and goodbyes, in flight")
+	flag.Var(&cfg.arrival, "arrival", "`N/s`: new clients a second, each connecting and polling at once (0: as fast as -concurrency allows)")
+	flag.StringVar(&cfg.server, "server", "", "restart: the server's command line, split on spaces, with a fixed 127.0.0.x -addr")
 	flag.IntVar(&cfg.sources, "sources", 0, "spread connections over source addresses 127.0.0.1..N (0: one per 10000 clients)")
 	flag.BoolVar(&cfg.separateConnect, "separate-connect", false, "connect on a shared connection, so poll connections only ever park GETs")
 	flag.BoolVar(&cfg.compare, "compare", false, "fanout, flood: then run baseline with the same -n and -duration and print the ratio")
@@ -228,4 +234,23 @@ func summary(mode string, pass bool, format string, args ...any) {
 		verdict = "PASS"
 	}
 	fmt.Printf("SUMMARY mode=%s "+format+" result=%s\n", append(append([]any{mode}, args...), verdict)...)
+}
+
+// arrivalRate is the -arrival flag: clients a second, written "500/s" or "500".
+type arrivalRate float64
+
+func (a arrivalRate) String() string {
+	if a == 0 {
+		return "0: as fast as the tool goes"
+	}
+	return strconv.FormatFloat(float64(a), 'f', -1, 64) + "/s"
+}
+
+func (a *arrivalRate) Set(s string) error {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "/s"), 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return fmt.Errorf("want clients a second like 500/s, not %q", s)
+	}
+	*a = arrivalRate(v)
+	return nil
 }
