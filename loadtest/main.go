@@ -63,11 +63,11 @@ type config struct {
 }
 
 // defaultN is each mode's client count when -n is not given.
-var defaultN = map[string]int{"hold": 10000, "fanout": 1000, "flood": 100, "baseline": 1000}
+var defaultN = map[string]int{"hold": 10000, "restart": 10000, "fanout": 1000, "flood": 100, "baseline": 1000}
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.mode, "mode", "", "hold, fanout, flood, baseline or serve-baseline")
+	flag.StringVar(&cfg.mode, "mode", "", "hold, restart, fanout, flood, baseline or serve-baseline")
 	flag.StringVar(&cfg.url, "url", "", "server root, on 127.0.0.x (baseline: empty starts its own trivial server)")
 	flag.IntVar(&cfg.pid, "pid", 0, "server pid, to read its RSS and CPU time from /proc")
 	flag.IntVar(&cfg.n, "n", 0, "virtual clients (default hold 10000, fanout 1000, flood 100, baseline 1000)")
@@ -103,7 +103,7 @@ func runMode(cfg config) int {
 		return 0
 	}
 	if _, ok := defaultN[cfg.mode]; !ok {
-		fmt.Fprintln(os.Stderr, "loadtest: -mode must be hold, fanout, flood, baseline or serve-baseline")
+		fmt.Fprintln(os.Stderr, "loadtest: -mode must be hold, restart, fanout, flood, baseline or serve-baseline")
 		return 2
 	}
 	if cfg.n <= 0 {
@@ -113,6 +113,21 @@ func runMode(cfg config) int {
 		cfg.sources = 1 + (cfg.n-1)/10000
 	}
 	cfg.concurrency = max(cfg.concurrency, 1)
+	var serverArgs []string
+	if cfg.mode == "restart" {
+		serverArgs = strings.Fields(cfg.server)
+		if len(serverArgs) == 0 {
+			fmt.Fprintln(os.Stderr, `loadtest: -mode restart needs -server "/path/to/server -addr 127.0.0.1:PORT ..."`)
+			return 2
+		}
+		if cfg.url == "" {
+			var err error
+			if cfg.url, err = serverURL(serverArgs); err != nil {
+				fmt.Fprintln(os.Stderr, "loadtest:", err)
+				return 2
+			}
+		}
+	}
 	base := ""
 	if cfg.url != "" || cfg.mode != "baseline" {
 		var err error
@@ -141,6 +156,8 @@ func runMode(cfg config) int {
 	switch cfg.mode {
 	case "hold":
 		pass = hold(ctx, cfg, base)
+	case "restart":
+		pass = restart(ctx, cfg, serverArgs, base)
 	case "fanout":
 		var perDelivery float64
 		pass, perDelivery = fanout(ctx, cfg, base)

@@ -94,32 +94,10 @@ func hold(ctx context.Context, cfg config, base string) bool {
 	}
 
 	all := new(histogram)
-	self := probe{os.Getpid()}
-	var worst time.Duration
 	var rssSteady int64
 	reached := true
 	for b := 1; b <= cfg.broadcasts && ctx.Err() == nil; b++ {
-		if parked, _ := r.waitParked(ctx, 500*time.Millisecond, 30*time.Second); parked < r.live() {
-			say("broadcast %d: only %d/%d parked before it", b, parked, r.live())
-		}
-		h := new(histogram)
-		r.lat.Store(h)
-		cpu0, own0, start := pr.cpu(), self.cpu(), time.Now()
-		if err := r.emit(r.pubs[0]); err != nil {
-			say("broadcast %d: emit failed: %v", b, err)
-			reached = false
-			continue
-		}
-		emitTook := time.Since(start)
-		ok := r.waitDelivered(ctx, int64(b), 30*time.Second)
-		reached = reached && ok
-		// Wait for the re-polls too: their cost is part of every delivery.
-		r.waitParked(ctx, 200*time.Millisecond, 30*time.Second)
-		cpu, own := pr.cpu()-cpu0, self.cpu()-own0
-		say("broadcast %d: reached %d/%d clients, %s (emit answered 204 after %s); cpu for the broadcast and the re-polls: server %s, loadtest %s",
-			b, h.count(), r.live(), h.summary(""), ms(emitTook), cpu, own)
-		worst = max(worst, time.Duration(h.max.Load()))
-		merge(all, h)
+		reached = timeBroadcast(ctx, r, pr, b, all) && reached
 		if b == 1 && cfg.pid != 0 {
 			sleep(ctx, 2*time.Second)
 			rssSteady = pr.rss()
@@ -146,6 +124,32 @@ func hold(ctx context.Context, cfg config, base string) bool {
 	summary("hold", pass, "n=%d parked=%d %s rss_idle=%s rss_parked=%s rss_per_client_kib=%s rss_steady=%s rss_steady_per_client_kib=%s broadcasts=%d %s %s",
 		cfg.n, cfg.n, rp, mib(rss0), mib(rss1), perClient(rss1), mib(rssSteady), steady, cfg.broadcasts, all.summary("wake_"), v)
 	return pass
+}
+
+// timeBroadcast sends broadcast number b from the first publisher once every
+// client is parked, and times its reaching them all and their polling again;
+// it adds the wake-up times to all and reports whether every client had it.
+func timeBroadcast(ctx context.Context, r *run, pr probe, b int, all *histogram) bool {
+	if parked, _ := r.waitParked(ctx, 500*time.Millisecond, 30*time.Second); parked < r.live() {
+		say("broadcast %d: only %d/%d parked before it", b, parked, r.live())
+	}
+	h := new(histogram)
+	r.lat.Store(h)
+	self := probe{os.Getpid()}
+	cpu0, own0, start := pr.cpu(), self.cpu(), time.Now()
+	if err := r.emit(r.pubs[0]); err != nil {
+		say("broadcast %d: emit failed: %v", b, err)
+		return false
+	}
+	emitTook := time.Since(start)
+	ok := r.waitDelivered(ctx, int64(b), 30*time.Second)
+	// Wait for the re-polls too: their cost is part of every delivery.
+	r.waitParked(ctx, 200*time.Millisecond, 30*time.Second)
+	cpu, own := pr.cpu()-cpu0, self.cpu()-own0
+	say("broadcast %d: reached %d/%d clients, %s (emit answered 204 after %s); cpu for the broadcast and the re-polls: server %s, loadtest %s",
+		b, h.count(), r.live(), h.summary(""), ms(emitTook), cpu, own)
+	merge(all, h)
+	return ok
 }
 
 // merge adds every count of src to dst.
