@@ -1,6 +1,7 @@
 // Command loadtest drives a running long-poll server the way the chat page
-// does: N virtual clients connect, each keeps exactly one poll parked with
-// its own cursor and keep-alive connection, and publishers emit numbered,
+// does: N virtual clients arrive, each connects and at once keeps exactly one
+// poll parked with its own cursor and keep-alive connection, backing off and
+// reconnecting exactly as client.js does, and publishers emit numbered,
 // timestamped messages. Every mode checks that nothing was lost, duplicated
 // or reordered, and, given the server's -pid, reads its memory and CPU time
 // from /proc. Run the server and this tool as separate processes:
@@ -8,14 +9,17 @@
 //	go build -o /tmp/srv .
 //	/tmp/srv -addr 127.0.0.1:8080 &   # on its own, so that $! is the server's pid
 //	go run ./loadtest -url http://127.0.0.1:8080 -pid $! -mode hold
+//	go run ./loadtest -mode restart -server "/tmp/srv -addr 127.0.0.1:8081"
 //
-// Modes: hold (N parked, memory per client, broadcast wake-up time), fanout
-// (one publisher at a fixed rate, loss and CPU per delivery), flood
-// (publishers as fast as the clients keep up, deliveries per second),
-// baseline (the same client against a trivial server it starts itself, the
-// machine's limit for comparison) and serve-baseline (that trivial server,
-// which also serves the contract the least way net/http allows, so hold and
-// fanout can measure that floor too).
+// Modes: hold (N arrive and park: the ramp, memory per client after the ramp
+// and in the steady state, broadcast wake-up time), restart (N parked, the
+// server stopped with SIGTERM and started again by the tool: how the clients
+// come back), fanout (one publisher at a fixed rate, loss and CPU per
+// delivery), flood (publishers as fast as the clients keep up, deliveries per
+// second), baseline (the same client against a trivial server it starts
+// itself, the machine's limit for comparison) and serve-baseline (that
+// trivial server, which also serves the contract the least way net/http
+// allows, so every other mode can measure that floor too).
 //
 // Every loop is bounded in count and time, and all traffic goes to the given
 // loopback URL. The last line of every mode is a "SUMMARY" line of key=value
@@ -157,7 +161,7 @@ func runMode(cfg config) int {
 	case "hold":
 		pass = hold(ctx, cfg, base)
 	case "restart":
-		pass = restart(ctx, cfg, serverArgs, base)
+		pass, _ = restart(ctx, cfg, serverArgs, base)
 	case "fanout":
 		var perDelivery float64
 		pass, perDelivery = fanout(ctx, cfg, base)

@@ -27,17 +27,18 @@ const (
 // are parked on the new server, how widely their reconnects spread, and how
 // many requests each sent meanwhile. Then a few broadcasts check that
 // nothing sent after the recovery is lost, duplicated or reordered.
-func restart(ctx context.Context, cfg config, args []string, base string) bool {
+func restart(ctx context.Context, cfg config, args []string, base string) (bool, recovery) {
+	var rec recovery
 	host := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/")
 	if conn, err := net.DialTimeout("tcp", host, time.Second); err == nil {
 		conn.Close()
 		say("FAIL: something already listens on %s; stop it first, the restart mode starts its own server", host)
-		return false
+		return false, rec
 	}
 	srv, err := startServer(ctx, args, host)
 	if err != nil {
 		say("FAIL: %v", err)
-		return false
+		return false, rec
 	}
 	defer func() { srv.kill() }() // srv is the newest process by then
 	say("started the server (pid %d): %s", srv.pid(), strings.Join(args, " "))
@@ -46,7 +47,7 @@ func restart(ctx context.Context, cfg config, args []string, base string) bool {
 	if err != nil {
 		say("FAIL: %v", err)
 		summary("restart", false, "n=%d %s", cfg.n, rp)
-		return false
+		return false, rec
 	}
 	defer stop()
 	say("server rss with %d parked: %s", cfg.n, mib(probe{srv.pid()}.rss()))
@@ -62,7 +63,7 @@ func restart(ctx context.Context, cfg config, args []string, base string) bool {
 	again, err := startServer(ctx, args, host)
 	if err != nil {
 		say("FAIL: starting it again: %v", err)
-		return false
+		return false, rec
 	}
 	srv = again
 	up := time.Since(sigterm)
@@ -73,6 +74,7 @@ func restart(ctx context.Context, cfg config, args []string, base string) bool {
 	reqMax, reqMean := r.perClient(func(c *client) int64 { return c.requests.Load() - before[c.i] })
 	first, last, conns := r.connectSpan()
 	spread := last.Sub(first)
+	rec = recovery{parked: parked, took: recovered, spread: spread, connects: conns, requestsMax: reqMax}
 	say("recovery: %d/%d parked on the new server %s after the SIGTERM (target <= %s); %d connects to it, first %s and last %s after the SIGTERM: spread %s (target >= %s); requests per client while recovering max %d (target <= %d) mean %.2f",
 		parked, cfg.n, recovered.Round(time.Millisecond), recoverWithin, conns,
 		first.Sub(sigterm).Round(time.Millisecond), last.Sub(sigterm).Round(time.Millisecond), spread.Round(time.Millisecond), spreadAtLeast,
@@ -91,12 +93,24 @@ func restart(ctx context.Context, cfg config, args []string, base string) bool {
 	down2, exitErr2 := srv.stop(30 * time.Second)
 	say("SIGTERM again: the server exited after %s (%s)", down2.Round(time.Millisecond), exitStatus(exitErr2))
 
+	rec.reached, rec.verdict = reached, v
 	pass := parked >= cfg.n && recovered <= recoverWithin && spread >= spreadAtLeast && reqMax <= requestsAtMost &&
 		reached && v.ok() && r.emitErrs.Load() == 0
 	summary("restart", pass, "n=%d %s shutdown_s=%.2f shutdown_exit=%q parked=%d recovered_s=%.2f reconnect_spread_s=%.2f recovery_requests_max=%d recovery_requests_mean=%.2f broadcasts=%d %s %s",
 		cfg.n, rp, down.Seconds(), exitStatus(exitErr), parked, recovered.Seconds(), spread.Seconds(), reqMax, reqMean,
 		cfg.broadcasts, all.summary("wake_"), v)
-	return pass
+	return pass, rec
+}
+
+// recovery is what the restart mode measured, for its tests.
+type recovery struct {
+	parked      int           // clients parked on the new server
+	took        time.Duration // from the SIGTERM until they all were
+	spread      time.Duration // first to last successful connect to the new server
+	connects    int64         // successful connects to the new server
+	requestsMax int64         // most requests one client sent meanwhile
+	reached     bool          // every broadcast after the recovery reached every client
+	verdict     verdict       // loss, duplicates and order of those broadcasts
 }
 
 // serverURL finds the address in a server command line's -addr flag.
