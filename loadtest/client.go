@@ -427,6 +427,13 @@ func (r *run) take(c *client, m wireMessage, now time.Time) {
 	r.lat.Load().add(now.Sub(time.Unix(0, p.T)))
 }
 
+// succeeded is the number of the publisher's emits that were answered 204.
+func (pub *publisher) succeeded() int64 {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	return pub.attempts.Load() - int64(len(pub.failed))
+}
+
 // emit sends the publisher's next numbered message and waits for its 204.
 func (r *run) emit(pub *publisher) error {
 	n := pub.attempts.Add(1)

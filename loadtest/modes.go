@@ -82,7 +82,7 @@ func hold(ctx context.Context, cfg config, base string) bool {
 	// Give the server's garbage collector a moment, then read its RSS.
 	sleep(ctx, 2*time.Second)
 	rss1 := pr.rss()
-	perClient := func(rss int64) string {
+	kibPer := func(rss int64) string {
 		if cfg.pid == 0 {
 			return "n/a"
 		}
@@ -90,7 +90,7 @@ func hold(ctx context.Context, cfg config, base string) bool {
 	}
 	if cfg.pid != 0 {
 		say("server rss with %d parked after the ramp: %s, %s KiB per parked client over the idle server (%.1f KiB total/N)",
-			cfg.n, mib(rss1), perClient(rss1), float64(rss1)/float64(cfg.n)/1024)
+			cfg.n, mib(rss1), kibPer(rss1), float64(rss1)/float64(cfg.n)/1024)
 	}
 
 	all := new(histogram)
@@ -102,7 +102,7 @@ func hold(ctx context.Context, cfg config, base string) bool {
 			sleep(ctx, 2*time.Second)
 			rssSteady = pr.rss()
 			say("server rss in the steady state (every client answered once and parked again): %s, %s KiB per parked client over the idle server",
-				mib(rssSteady), perClient(rssSteady))
+				mib(rssSteady), kibPer(rssSteady))
 		}
 	}
 	rss2 := pr.rss()
@@ -119,10 +119,10 @@ func hold(ctx context.Context, cfg config, base string) bool {
 	pass := reached && v.ok() && r.emitErrs.Load() == 0
 	steady := "n/a"
 	if rssSteady > 0 {
-		steady = perClient(rssSteady)
+		steady = kibPer(rssSteady)
 	}
 	summary("hold", pass, "n=%d parked=%d %s rss_idle=%s rss_parked=%s rss_per_client_kib=%s rss_steady=%s rss_steady_per_client_kib=%s broadcasts=%d %s %s",
-		cfg.n, cfg.n, rp, mib(rss0), mib(rss1), perClient(rss1), mib(rssSteady), steady, cfg.broadcasts, all.summary("wake_"), v)
+		cfg.n, cfg.n, rp, mib(rss0), mib(rss1), kibPer(rss1), mib(rssSteady), steady, cfg.broadcasts, all.summary("wake_"), v)
 	return pass
 }
 
@@ -142,7 +142,7 @@ func timeBroadcast(ctx context.Context, r *run, pr probe, b int, all *histogram)
 		return false
 	}
 	emitTook := time.Since(start)
-	ok := r.waitDelivered(ctx, int64(b), 30*time.Second)
+	ok := r.waitDelivered(ctx, r.pubs[0].succeeded(), 30*time.Second)
 	// Wait for the re-polls too: their cost is part of every delivery.
 	r.waitParked(ctx, 200*time.Millisecond, 30*time.Second)
 	cpu, own := pr.cpu()-cpu0, self.cpu()-own0
