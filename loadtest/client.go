@@ -42,6 +42,8 @@ type run struct {
 	firstConn   time.Time  // when the first successful POST /connect of this generation was sent
 	lastConn    time.Time  // and the last
 	connsInSpan int64
+	genStart    time.Time  // when nextGen was called
+	connAt      *histogram // successful connects of this generation, by time sent after genStart
 
 	pollErrs   atomic.Int64 // failed polls: network errors, 5xx, aborted, wrong shape
 	gone       atomic.Int64 // clients that lost their id at least once (410 or 400)
@@ -324,6 +326,9 @@ func (r *run) noteConnect(gen int64, sent time.Time) {
 		r.lastConn = sent
 	}
 	r.connsInSpan++
+	if r.connAt != nil {
+		r.connAt.add(sent.Sub(r.genStart))
+	}
 }
 
 // nextGen says a new server process is about to start: connects count
@@ -332,16 +337,18 @@ func (r *run) nextGen() int64 {
 	r.spanMu.Lock()
 	defer r.spanMu.Unlock()
 	r.firstConn, r.lastConn, r.connsInSpan = time.Time{}, time.Time{}, 0
+	r.genStart, r.connAt = time.Now(), new(histogram)
 	r.shared.CloseIdleConnections() // they went to the old process
 	return r.gen.Add(1)
 }
 
 // connectSpan is the first and last successful connect sent to the current
-// server generation, and how many there were.
-func (r *run) connectSpan() (time.Time, time.Time, int64) {
+// server generation, how many there were, and (after nextGen) when they were
+// sent, counted from nextGen.
+func (r *run) connectSpan() (time.Time, time.Time, int64, *histogram) {
 	r.spanMu.Lock()
 	defer r.spanMu.Unlock()
-	return r.firstConn, r.lastConn, r.connsInSpan
+	return r.firstConn, r.lastConn, r.connsInSpan, r.connAt
 }
 
 // poll sends one GET /poll and takes in its batch. r.parked counts it from

@@ -56,7 +56,7 @@ func restart(ctx context.Context, cfg config, args []string, base string) (bool,
 	for i, c := range r.clients {
 		before[i] = c.requests.Load()
 	}
-	r.nextGen()
+	r.nextGen() // the SIGTERM follows at once: connect times count from here
 	sigterm := time.Now()
 	down, exitErr := srv.stop(30 * time.Second)
 	say("SIGTERM: the server exited after %s (%s)", down.Round(time.Millisecond), exitStatus(exitErr))
@@ -72,13 +72,15 @@ func restart(ctx context.Context, cfg config, args []string, base string) (bool,
 	parked, at := r.waitParked(ctx, time.Second, 2*time.Minute)
 	recovered := at.Sub(sigterm)
 	reqMax, reqMean := r.perClient(func(c *client) int64 { return c.requests.Load() - before[c.i] })
-	first, last, conns := r.connectSpan()
+	first, last, conns, connAt := r.connectSpan()
 	spread := last.Sub(first)
 	rec = recovery{parked: parked, took: recovered, spread: spread, connects: conns, requestsMax: reqMax}
 	say("recovery: %d/%d parked on the new server %s after the SIGTERM (target <= %s); %d connects to it, first %s and last %s after the SIGTERM: spread %s (target >= %s); requests per client while recovering max %d (target <= %d) mean %.2f",
 		parked, cfg.n, recovered.Round(time.Millisecond), recoverWithin, conns,
 		first.Sub(sigterm).Round(time.Millisecond), last.Sub(sigterm).Round(time.Millisecond), spread.Round(time.Millisecond), spreadAtLeast,
 		reqMax, requestsAtMost, reqMean)
+	say("connects to the new server, sent after the SIGTERM: p1 %s, p10 %s, p50 %s, p90 %s, p99 %s",
+		sec(connAt.quantile(0.01)), sec(connAt.quantile(0.10)), sec(connAt.quantile(0.50)), sec(connAt.quantile(0.90)), sec(connAt.quantile(0.99)))
 	say("server rss with %d parked after the restart: %s; %s", cfg.n, mib(probe{srv.pid()}.rss()), r.errors())
 
 	pr := probe{srv.pid()}
@@ -96,8 +98,9 @@ func restart(ctx context.Context, cfg config, args []string, base string) (bool,
 	rec.reached, rec.verdict = reached, v
 	pass := parked >= cfg.n && recovered <= recoverWithin && spread >= spreadAtLeast && reqMax <= requestsAtMost &&
 		reached && v.ok() && r.emitErrs.Load() == 0
-	summary("restart", pass, "n=%d %s shutdown_s=%.2f shutdown_exit=%q parked=%d recovered_s=%.2f reconnect_spread_s=%.2f recovery_requests_max=%d recovery_requests_mean=%.2f broadcasts=%d %s %s",
-		cfg.n, rp, down.Seconds(), exitStatus(exitErr), parked, recovered.Seconds(), spread.Seconds(), reqMax, reqMean,
+	summary("restart", pass, "n=%d %s shutdown_s=%.2f shutdown_exit=%q parked=%d recovered_s=%.2f reconnect_spread_s=%.2f reconnect_p1_s=%.2f reconnect_p99_s=%.2f recovery_requests_max=%d recovery_requests_mean=%.2f broadcasts=%d %s %s",
+		cfg.n, rp, down.Seconds(), exitStatus(exitErr), parked, recovered.Seconds(), spread.Seconds(),
+		connAt.quantile(0.01).Seconds(), connAt.quantile(0.99).Seconds(), reqMax, reqMean,
 		cfg.broadcasts, all.summary("wake_"), v)
 	return pass, rec
 }
@@ -112,6 +115,9 @@ type recovery struct {
 	reached     bool          // every broadcast after the recovery reached every client
 	verdict     verdict       // loss, duplicates and order of those broadcasts
 }
+
+// sec prints a duration in seconds with two decimals.
+func sec(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 
 // serverURL finds the address in a server command line's -addr flag.
 func serverURL(args []string) (string, error) {
