@@ -117,12 +117,12 @@ func hold(ctx context.Context, cfg config, base string) bool {
 	v := r.check()
 	say("checks: %s %s", v, r.errors())
 	pass := reached && v.ok() && r.emitErrs.Load() == 0
-	steady := "n/a"
+	steady, steadyPer := "n/a", "n/a"
 	if rssSteady > 0 {
-		steady = kibPer(rssSteady)
+		steady, steadyPer = mib(rssSteady), kibPer(rssSteady)
 	}
 	summary("hold", pass, "n=%d parked=%d %s rss_idle=%s rss_parked=%s rss_per_client_kib=%s rss_steady=%s rss_steady_per_client_kib=%s broadcasts=%d %s %s",
-		cfg.n, cfg.n, rp, mib(rss0), mib(rss1), kibPer(rss1), mib(rssSteady), steady, cfg.broadcasts, all.summary("wake_"), v)
+		cfg.n, cfg.n, rp, mib(rss0), mib(rss1), kibPer(rss1), steady, steadyPer, cfg.broadcasts, all.summary("wake_"), v)
 	return pass
 }
 
