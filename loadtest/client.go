@@ -122,7 +122,7 @@ type wireBatch struct {
 const defaultPollTimeout = 25 * time.Second
 
 // maxFailures in a row make a client give up, so that every loop is bounded
-// even against a server that never comes back: about five minutes of back-off.
+// even against a server that never comes back: four to five minutes of back-off.
 const maxFailures = 36
 
 // newRun prepares clients with their transports; nothing is sent yet.
@@ -222,7 +222,9 @@ func (r *run) browse(ctx context.Context, c *client, started func()) {
 		} else {
 			o, retryAfter, err = r.poll(c, started)
 		}
-		started()
+		if o != connected {
+			started() // a failure, or the first poll is on the wire by now
+		}
 		if ctx.Err() != nil || r.stopping.Load() {
 			return // the run closed the connection: not a failure
 		}
