@@ -29,16 +29,20 @@ const (
 // nothing sent after the recovery is lost, duplicated or reordered.
 func restart(ctx context.Context, cfg config, args []string, base string) (bool, recovery) {
 	var rec recovery
+	fail := func(format string, args ...any) (bool, recovery) {
+		err := fmt.Sprintf(format, args...)
+		say("FAIL: %s", err)
+		summary("restart", false, "n=%d error=%q", cfg.n, err)
+		return false, rec
+	}
 	host := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/")
 	if conn, err := net.DialTimeout("tcp", host, time.Second); err == nil {
 		conn.Close()
-		say("FAIL: something already listens on %s; stop it first, the restart mode starts its own server", host)
-		return false, rec
+		return fail("something already listens on %s; stop it first, the restart mode starts its own server", host)
 	}
 	srv, err := startServer(ctx, args, host)
 	if err != nil {
-		say("FAIL: %v", err)
-		return false, rec
+		return fail("%v", err)
 	}
 	defer func() { srv.kill() }() // srv is the newest process by then
 	say("started the server (pid %d): %s", srv.pid(), strings.Join(args, " "))
@@ -62,8 +66,7 @@ func restart(ctx context.Context, cfg config, args []string, base string) (bool,
 	say("SIGTERM: the server exited after %s (%s)", down.Round(time.Millisecond), exitStatus(exitErr))
 	again, err := startServer(ctx, args, host)
 	if err != nil {
-		say("FAIL: starting it again: %v", err)
-		return false, rec
+		return fail("starting it again: %v", err)
 	}
 	srv = again
 	up := time.Since(sigterm)
