@@ -500,20 +500,29 @@ func (r *run) onCurrentGen() int {
 // waitParked waits until every live client has an id from the current server
 // and a poll parked there, and that has held for settle with no poll
 // answered: the server answers a poll at once unless it parks it, so a poll
-// unanswered for that long is parked. It returns how many were parked and
-// when they all first were (or when it gave up, after limit).
-func (r *run) waitParked(ctx context.Context, settle, limit time.Duration) (int, time.Time) {
+// unanswered for that long is parked. It returns how many were parked, when
+// they all were for the first time (and calls atFirst, if not nil, then), and
+// when the quiet spell that ended the wait began: a server that sends a count
+// once a crowd has settled answers every poll once more between the two.
+func (r *run) waitParked(ctx context.Context, settle, limit time.Duration, atFirst func()) (int, time.Time, time.Time) {
 	start := time.Now()
-	var since time.Time
+	var since, first time.Time
 	var answers int64
 	for time.Since(start) < limit && ctx.Err() == nil {
 		live, n := r.live(), r.responses.Load()
-		if int(r.parked.Load()) >= live && n == answers && r.onCurrentGen() >= live {
+		all := int(r.parked.Load()) >= live && r.onCurrentGen() >= live
+		if all && first.IsZero() {
+			first = time.Now()
+			if atFirst != nil {
+				atFirst()
+			}
+		}
+		if all && n == answers {
 			if since.IsZero() {
 				since = time.Now()
 			}
 			if time.Since(since) >= settle {
-				return int(r.parked.Load()), since
+				return int(r.parked.Load()), first, since
 			}
 		} else {
 			since = time.Time{}
@@ -521,7 +530,10 @@ func (r *run) waitParked(ctx context.Context, settle, limit time.Duration) (int,
 		answers = n
 		sleep(ctx, 20*time.Millisecond)
 	}
-	return int(r.parked.Load()), time.Now()
+	if first.IsZero() {
+		first = time.Now()
+	}
+	return int(r.parked.Load()), first, time.Now()
 }
 
 // waitDelivered waits until every live client has received want numbered

@@ -10,14 +10,15 @@ import (
 // ramp is what setup measured while the crowd arrived.
 type ramp struct {
 	took                      time.Duration // from the first connect sent to every client parked
+	settled                   time.Duration // ... to every client parked with no answer for 1s
 	answersMax, requestsMax   int64         // per client, during the ramp
 	answersMean, requestsMean float64
 }
 
 // String is the ramp as key=value pairs.
 func (rp ramp) String() string {
-	return fmt.Sprintf("ramp_s=%.2f ramp_answers_max=%d ramp_answers_mean=%.2f ramp_requests_max=%d ramp_requests_mean=%.2f",
-		rp.took.Seconds(), rp.answersMax, rp.answersMean, rp.requestsMax, rp.requestsMean)
+	return fmt.Sprintf("ramp_s=%.2f settled_s=%.2f ramp_answers_max=%d ramp_answers_mean=%.2f ramp_requests_max=%d ramp_requests_mean=%.2f",
+		rp.took.Seconds(), rp.settled.Seconds(), rp.answersMax, rp.answersMean, rp.requestsMax, rp.requestsMean)
 }
 
 // setup starts n clients the way browsers arrive, each connecting and polling
@@ -38,12 +39,14 @@ func setup(ctx context.Context, cfg config, base string, n, pubs int) (*run, fun
 	start := time.Now()
 	r.startAll(pollCtx)
 	say("started %d clients in %s (arrival %s)", n, time.Since(start).Round(time.Millisecond), cfg.arrival)
-	parked, at := r.waitParked(ctx, time.Second, 2*time.Minute)
-	rp := ramp{took: at.Sub(start)}
-	rp.answersMax, rp.answersMean = r.perClient(func(c *client) int64 { return c.answers.Load() })
-	rp.requestsMax, rp.requestsMean = r.perClient(func(c *client) int64 { return c.requests.Load() })
-	say("ramp: %d/%d parked %s after the first connect (all polls written and unanswered for 1s); per client: poll answers max %d mean %.2f, requests max %d mean %.2f; %s",
-		parked, n, rp.took.Round(time.Millisecond), rp.answersMax, rp.answersMean, rp.requestsMax, rp.requestsMean, r.errors())
+	var rp ramp
+	parked, first, settled := r.waitParked(ctx, time.Second, 2*time.Minute, func() {
+		rp.answersMax, rp.answersMean = r.perClient(func(c *client) int64 { return c.answers.Load() })
+		rp.requestsMax, rp.requestsMean = r.perClient(func(c *client) int64 { return c.requests.Load() })
+	})
+	rp.took, rp.settled = first.Sub(start), settled.Sub(start)
+	say("ramp: %d/%d parked %s after the first connect; per client until then: poll answers max %d mean %.2f, requests max %d mean %.2f; settled (all parked, no answer for 1s) after %s; %s",
+		parked, n, rp.took.Round(time.Millisecond), rp.answersMax, rp.answersMean, rp.requestsMax, rp.requestsMean, rp.settled.Round(time.Millisecond), r.errors())
 	if parked < n {
 		stop()
 		return nil, nil, rp, fmt.Errorf("only %d of %d polls parked: %s", parked, n, r.errors())
@@ -130,7 +133,7 @@ func hold(ctx context.Context, cfg config, base string) bool {
 // client is parked, and times its reaching them all and their polling again;
 // it adds the wake-up times to all and reports whether every client had it.
 func timeBroadcast(ctx context.Context, r *run, pr probe, b int, all *histogram) bool {
-	if parked, _ := r.waitParked(ctx, 500*time.Millisecond, 30*time.Second); parked < r.live() {
+	if parked, _, _ := r.waitParked(ctx, 500*time.Millisecond, 30*time.Second, nil); parked < r.live() {
 		say("broadcast %d: only %d/%d parked before it", b, parked, r.live())
 	}
 	h := new(histogram)
@@ -144,7 +147,7 @@ func timeBroadcast(ctx context.Context, r *run, pr probe, b int, all *histogram)
 	emitTook := time.Since(start)
 	ok := r.waitDelivered(ctx, r.pubs[0].succeeded(), 30*time.Second)
 	// Wait for the re-polls too: their cost is part of every delivery.
-	r.waitParked(ctx, 200*time.Millisecond, 30*time.Second)
+	r.waitParked(ctx, 200*time.Millisecond, 30*time.Second, nil)
 	cpu, own := pr.cpu()-cpu0, self.cpu()-own0
 	say("broadcast %d: reached %d/%d clients, %s (emit answered 204 after %s); cpu for the broadcast and the re-polls: server %s, loadtest %s",
 		b, h.count(), r.live(), h.summary(""), ms(emitTook), cpu, own)

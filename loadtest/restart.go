@@ -72,7 +72,7 @@ func restart(ctx context.Context, cfg config, args []string, base string) (bool,
 	up := time.Since(sigterm)
 	say("started it again (pid %d), accepting %s after the SIGTERM", srv.pid(), up.Round(time.Millisecond))
 
-	parked, at := r.waitParked(ctx, time.Second, 2*time.Minute)
+	parked, _, at := r.waitParked(ctx, time.Second, 2*time.Minute, nil)
 	recovered := at.Sub(sigterm)
 	reqMax, reqMean := r.perClient(func(c *client) int64 { return c.requests.Load() - before[c.i] })
 	first, last, conns, connAt := r.connectSpan()
