@@ -63,20 +63,26 @@ type config struct {
 	timeout         time.Duration // hard limit on the whole run
 	addr            string        // serve-baseline: listen address
 	pollTimeout     time.Duration // serve-baseline: how long /poll parks
+	readRate        int           // slow: bytes a second each reader takes
+	backlogMiB      int           // slow: MiB waiting in every mailbox
+	maxBatch        int           // slow: the server's -max-batch, for the memory bound
 	debugAddr       string        // serve-baseline: pprof and runtime metrics here
 }
 
 // defaultN is each mode's client count when -n is not given.
-var defaultN = map[string]int{"hold": 10000, "restart": 10000, "fanout": 1000, "flood": 100, "baseline": 1000}
+var defaultN = map[string]int{"hold": 10000, "restart": 10000, "fanout": 1000, "flood": 100, "baseline": 1000, "slow": 12}
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.mode, "mode", "", "hold, restart, fanout, flood, baseline or serve-baseline")
+	flag.StringVar(&cfg.mode, "mode", "", "hold, restart, fanout, flood, slow, baseline or serve-baseline")
 	flag.StringVar(&cfg.url, "url", "", "server root, on 127.0.0.x (baseline: empty starts its own trivial server; restart: empty takes -server's -addr)")
 	flag.IntVar(&cfg.pid, "pid", 0, "server pid, to read its RSS and CPU time from /proc")
-	flag.IntVar(&cfg.n, "n", 0, "virtual clients (default hold and restart 10000, fanout 1000, flood 100, baseline 1000)")
+	flag.IntVar(&cfg.n, "n", 0, "virtual clients (default hold and restart 10000, fanout 1000, flood 100, slow 12, baseline 1000)")
 	flag.Float64Var(&cfg.rate, "rate", 20, "fanout: messages per second")
-	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "fanout, flood, baseline: how long to send")
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "fanout, flood, baseline: how long to send; slow: how long to read")
+	flag.IntVar(&cfg.readRate, "read-rate", 8000, "slow: bytes a second each reader takes")
+	flag.IntVar(&cfg.backlogMiB, "backlog-mib", 57, "slow: MiB of messages waiting in every mailbox (at most -mailbox messages of 60,000 bytes)")
+	flag.IntVar(&cfg.maxBatch, "max-batch", 65536, "slow: the server's -max-batch, for the memory bound")
 	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "hold: broadcasts to time (0: only measure memory); restart: broadcasts after the recovery")
 	flag.DurationVar(&cfg.linger, "linger", 0, "hold: keep every poll parked this long at the end (to profile the server)")
 	flag.IntVar(&cfg.publishers, "publishers", 4, "flood: publishing clients")
@@ -107,7 +113,7 @@ func runMode(cfg config) int {
 		return 0
 	}
 	if _, ok := defaultN[cfg.mode]; !ok {
-		fmt.Fprintln(os.Stderr, "loadtest: -mode must be hold, restart, fanout, flood, baseline or serve-baseline")
+		fmt.Fprintln(os.Stderr, "loadtest: -mode must be hold, restart, fanout, flood, slow, baseline or serve-baseline")
 		return 2
 	}
 	if cfg.n <= 0 {
@@ -179,6 +185,8 @@ func runMode(cfg config) int {
 				say("ratio: flood deliveries/s / trivial requests/s = %.0f / %.0f = %.2f", rate, reqRate, rate/reqRate)
 			}) && pass
 		}
+	case "slow":
+		pass = slow(ctx, cfg, base)
 	case "baseline":
 		pass, _, _ = baseline(ctx, cfg)
 	}
