@@ -21,7 +21,8 @@ import (
 // benchConfig never times out or evicts during a benchmark; each benchmark sets
 // the mailbox size it needs.
 func benchConfig(clients, mailbox int) config {
-	return config{pollTimeout: time.Minute, clientTTL: time.Hour, maxClients: clients + 1, mailbox: mailbox}
+	return config{pollTimeout: time.Minute, clientTTL: time.Hour, presenceEvery: time.Hour,
+		maxClients: clients + 1, mailbox: mailbox, maxBatch: 1 << 20, writeTimeout: 10 * time.Second}
 }
 
 // benchHub starts a hub with n connected clients and returns their ids.

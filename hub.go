@@ -15,10 +15,13 @@ import (
 
 // config holds the hub's limits; tests shrink the durations to milliseconds.
 type config struct {
-	pollTimeout time.Duration // how long a poll may park before it answers empty
-	clientTTL   time.Duration // a client with no parked poll for this long is expired
-	maxClients  int           // connects beyond this are refused
-	mailbox     int           // more unacknowledged messages than this evicts the client
+	pollTimeout   time.Duration // how long a poll may park before it answers empty
+	clientTTL     time.Duration // a client with no parked poll for this long is expired
+	presenceEvery time.Duration // the online count goes out at most this often
+	maxClients    int           // connects beyond this are refused
+	mailbox       int           // more unacknowledged messages than this evicts the client
+	maxBatch      int           // bytes of messages one answer carries (at least one message)
+	writeTimeout  time.Duration // how long writing one answer may take, from when it starts
 }
 
 // message is one event, encoded to JSON once and shared by every mailbox it sits in.
@@ -26,9 +29,15 @@ type config struct {
 type message struct {
 	body   []byte
 	online bool // an `online` count, which a newer count may replace before delivery
+	count  int  // the count, when online
 }
 
-// batch is the hub's answer to a poll: the waiting messages, first has seq first.
+// wireOverhead is what a poll answer adds around each body: `{"seq":N,` and `},`.
+const wireOverhead = 32
+
+// batch is the hub's answer to a poll: the waiting messages, first has seq first,
+// whole messages up to cfg.maxBatch bytes. msgs points at the shared bodies; nothing
+// is copied, so an answer in flight holds 8 bytes per message, whatever the backlog.
 type batch struct {
 	first uint64
 	msgs  []*message
@@ -60,9 +69,10 @@ type connectRequest struct {
 type client struct {
 	acked    uint64       // the highest seq the client said it has (its latest `after`)
 	queue    []*message   // seq acked+1, acked+2, ...
-	sent     uint64       // the highest seq ever handed to a poll
+	sent     uint64       // the highest seq ever handed to a poll; `after` may not pass it
 	parked   *pollRequest // the poll waiting for news, if any
 	lastSeen time.Time    // when the client last had a poll parked or answered
+	count    int          // the last online count put in this mailbox
 }
 
 // last is the highest seq this client has been given.
@@ -71,7 +81,7 @@ func (c *client) last() uint64 { return c.acked + uint64(len(c.queue)) }
 // Errors the hub answers with; poll.go turns them into HTTP statuses.
 var (
 	errFull    = errors.New("server full: too many clients connected")
-	errStopped = errors.New("server shutting down")
+	errStopped = errors.New("server shutting down: come back in a moment")
 )
 
 // goneError says why an id no longer has a mailbox (HTTP 410).
@@ -121,6 +131,8 @@ func (h *hub) run() {
 	s := &state{cfg: h.cfg, clients: map[string]*client{}, gone: newGraveyard(h.cfg.maxClients)}
 	sweep := time.NewTicker(max(h.cfg.clientTTL/4, time.Millisecond)) // expiry is checked 4 times per TTL
 	defer sweep.Stop()
+	presence := time.NewTicker(h.cfg.presenceEvery)
+	defer presence.Stop()
 
 	for {
 		select {
@@ -138,9 +150,13 @@ func (h *hub) run() {
 			look(s)
 		case now := <-sweep.C:
 			s.expire(now)
+		case <-presence.C:
+			s.announce()
 		case <-h.stop:
 			for _, c := range s.clients {
-				s.answer(c) // every parked poll gets its (empty) batch now, not at its timeout
+				if c.parked != nil { // answered now, not at its timeout, and told to come back later
+					c.parked.reply <- batch{err: errStopped}
+				}
 			}
 			return
 		}
@@ -214,15 +230,20 @@ type state struct {
 	cfg     config
 	clients map[string]*client // by id
 	gone    *graveyard         // why recent ids left, for clear 410s
+	changed bool               // clients came or went since the last announce
 }
 
-// connect opens a mailbox and tells everybody, the newcomer too, how many are online.
+// connect opens a mailbox holding the current online count, so the newcomer's first
+// poll learns it at once. The others hear of the newcomer at the next announce, not
+// now: a crowd of N arriving would otherwise wake every parked poll N times.
 func (s *state) connect(id string) error {
 	if len(s.clients) >= s.cfg.maxClients {
 		return errFull
 	}
-	s.clients[id] = &client{lastSeen: time.Now()}
-	s.broadcastOnline()
+	c := &client{lastSeen: time.Now()}
+	s.clients[id] = c
+	s.changed = true
+	s.put(c, onlineMessage(len(s.clients)))
 	return nil
 }
 
@@ -235,8 +256,8 @@ func (s *state) poll(req *pollRequest) {
 		req.reply <- batch{err: s.gone.why(req.id)}
 		return
 	}
-	if req.after > c.last() {
-		req.reply <- batch{err: cursorError{req.after, c.last()}}
+	if req.after > c.sent { // acknowledging what no poll was given would skip it unseen
+		req.reply <- batch{err: cursorError{req.after, c.sent}}
 		return
 	}
 	if req.after > c.acked { // forget what the client now has; it can never ask again
@@ -252,17 +273,23 @@ func (s *state) poll(req *pollRequest) {
 	}
 }
 
-// answer hands a client's parked poll everything in its mailbox and unparks it.
-// The messages stay in the mailbox until a later poll acknowledges them, so a response
-// lost on the way, or one that races a timeout, costs nothing: the next poll with the
-// same cursor gets the same messages again.
+// answer hands a client's parked poll the oldest messages in its mailbox, whole ones
+// up to cfg.maxBatch bytes but always at least one, and unparks it; the rest waits for
+// the next poll, which comes at once. The messages stay in the mailbox until a later
+// poll acknowledges them, so a response lost on the way, or one that races a timeout,
+// costs nothing: the next poll with the same cursor gets the same messages again.
 func (s *state) answer(c *client) {
 	if c.parked == nil {
 		return
 	}
-	c.parked.reply <- batch{first: c.acked + 1, msgs: append([]*message(nil), c.queue...)}
+	n, size := 0, 0
+	for n < len(c.queue) && (n == 0 || size+len(c.queue[n].body)+wireOverhead <= s.cfg.maxBatch) {
+		size += len(c.queue[n].body) + wireOverhead
+		n++
+	}
+	c.parked.reply <- batch{first: c.acked + 1, msgs: append([]*message(nil), c.queue[:n]...)}
 	c.parked = nil
-	c.sent = c.last()
+	c.sent = max(c.sent, c.acked+uint64(n))
 	c.lastSeen = time.Now()
 }
 
@@ -289,18 +316,16 @@ func (s *state) emit(req emitRequest) error {
 }
 
 // broadcast appends msg to every mailbox and wakes every parked poll. A client whose
-// mailbox overflows is evicted (and the others hear the new count): memory stays
-// bounded, and the evicted client learns of its loss from its next poll's 410.
+// mailbox overflows is evicted (the others hear the new count at the next announce):
+// memory stays bounded, and the evicted client learns of its loss from its next
+// poll's 410. An online count goes only to mailboxes that do not hold it already.
 func (s *state) broadcast(msg *message) {
 	var full []string
 	for id, c := range s.clients {
-		tail := len(c.queue) - 1
-		if msg.online && tail >= 0 && c.queue[tail].online && c.last() > c.sent {
-			c.queue[tail] = msg // nobody saw the old count yet: replace it, keep one
-		} else {
-			c.queue = append(c.queue, msg)
+		if msg.online && c.count == msg.count {
+			continue
 		}
-		if len(c.queue) > s.cfg.mailbox {
+		if !s.put(c, msg) {
 			full = append(full, id)
 			continue
 		}
@@ -309,45 +334,66 @@ func (s *state) broadcast(msg *message) {
 	for _, id := range full {
 		s.drop(id, fmt.Sprintf("evicted: more than %d unacknowledged messages; poll sooner", s.cfg.mailbox))
 	}
-	if len(full) > 0 {
-		s.broadcastOnline()
-	}
 }
 
-// broadcastOnline tells everybody how many clients are connected.
-func (s *state) broadcastOnline() {
-	s.broadcast(&message{body: encode("online", json.RawMessage(strconv.Itoa(len(s.clients)))), online: true})
+// put appends msg to one mailbox and says whether it still fits. An online count
+// that no poll has been given yet is replaced by the newer one rather than queued,
+// so a client that is not polling while thousands come and go holds one count.
+func (s *state) put(c *client, msg *message) bool {
+	tail := len(c.queue) - 1
+	if msg.online && tail >= 0 && c.queue[tail].online && c.last() > c.sent {
+		c.queue[tail] = msg
+	} else {
+		c.queue = append(c.queue, msg)
+	}
+	if msg.online {
+		c.count = msg.count
+	}
+	return len(c.queue) <= s.cfg.mailbox
+}
+
+// announce runs every cfg.presenceEvery: if clients came or went since the last
+// time, everybody hears the new count, as one event in the one order. However many
+// arrive in a second, each parked poll is woken for presence at most once.
+func (s *state) announce() {
+	if !s.changed {
+		return
+	}
+	s.changed = false
+	s.broadcast(onlineMessage(len(s.clients)))
+}
+
+// onlineMessage is the server's own event: how many clients are connected.
+func onlineMessage(n int) *message {
+	return &message{body: encode("online", json.RawMessage(strconv.Itoa(n))), online: true, count: n}
 }
 
 // expire removes clients that have had no parked poll for longer than the TTL:
 // tabs that closed without a goodbye.
 func (s *state) expire(now time.Time) {
-	n := len(s.clients)
 	for id, c := range s.clients {
 		if c.parked == nil && now.Sub(c.lastSeen) > s.cfg.clientTTL {
 			s.drop(id, fmt.Sprintf("expired: no poll for more than %s", s.cfg.clientTTL))
 		}
 	}
 	s.gone.sweep(now, s.cfg.clientTTL*10)
-	if len(s.clients) < n {
-		s.broadcastOnline()
-	}
 }
 
-// remove drops a client and tells the others the new count.
+// remove drops a client if it is still here; saying goodbye twice is fine.
 func (s *state) remove(id, why string) {
 	if _, ok := s.clients[id]; ok {
 		s.drop(id, why)
-		s.broadcastOnline()
 	}
 }
 
-// drop deletes a client's mailbox and remembers why; a parked poll learns it at once.
+// drop deletes a client's mailbox and remembers why; a parked poll learns it at once,
+// the others at the next announce.
 func (s *state) drop(id, why string) {
 	if c := s.clients[id]; c.parked != nil {
 		c.parked.reply <- batch{err: goneError{why}}
 	}
 	delete(s.clients, id)
+	s.changed = true
 	s.gone.bury(id, why)
 }
 

@@ -27,7 +27,8 @@ import (
 
 // testConfig is short enough for quick tests and long enough for -race on 2 cores.
 func testConfig() config {
-	return config{pollTimeout: 2 * time.Second, clientTTL: 2 * time.Second, maxClients: 100, mailbox: 64}
+	return config{pollTimeout: 2 * time.Second, clientTTL: 2 * time.Second, presenceEvery: 20 * time.Millisecond,
+		maxClients: 100, mailbox: 64, maxBatch: 1 << 20, writeTimeout: 5 * time.Second}
 }
 
 const testMaxMessage = 1024
@@ -206,9 +207,13 @@ func TestConnectGivesFreshHexIDs(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status)
 	require.Equal(t, "application/json", r.header.Get("Content-Type"))
 	require.Equal(t, "no-store", r.header.Get("Cache-Control"))
-	var body struct{ ID string }
+	var body struct {
+		ID            string
+		PollTimeoutMs int64
+	}
 	require.NoError(t, json.Unmarshal(r.body, &body))
 	require.Regexp(t, `^[0-9a-f]{32}$`, body.ID)
+	require.Equal(t, int64(2000), body.PollTimeoutMs, "the client learns how long a poll may park")
 	require.NotEqual(t, body.ID, ts.connect(t))
 }
 
@@ -236,7 +241,9 @@ func TestPollRejectsBadInput(t *testing.T) {
 		{"after negative", "id=ID&after=-1", 400, "non-negative integer"},
 		{"after not a number", "id=ID&after=one", 400, "non-negative integer"},
 		{"after fractional", "id=ID&after=1.5", 400, "non-negative integer"},
-		{"after beyond the highest seq", "id=ID&after=2", 400, "beyond the highest seq given to this client (1)"},
+		{"after beyond the highest seq", "id=ID&after=2", 400, "beyond the highest seq given to this client (0)"},
+		// seq 1 is in the mailbox, but no poll has been given it: acknowledging it would skip it unseen.
+		{"after not yet given to a poll", "id=ID&after=1", 400, "beyond the highest seq given to this client (0)"},
 		{"unknown id", "id=0123456789abcdef0123456789abcdef&after=0", 410, "unknown id"},
 	}
 	for _, tt := range tests {
@@ -386,9 +393,10 @@ func TestEmitDeliversWhatWasSent(t *testing.T) {
 func TestDisconnect(t *testing.T) {
 	ts := start(t, testConfig())
 	a, b := ts.connect(t), ts.connect(t)
-	require.Equal(t, []wireMessage{{Seq: 1, Event: "online", Data: json.RawMessage("2")}}, ts.poll(t, a, 0))
+	require.Equal(t, []wireMessage{{Seq: 1, Event: "online", Data: json.RawMessage("1")}}, ts.poll(t, a, 0))
+	require.Equal(t, []wireMessage{{Seq: 2, Event: "online", Data: json.RawMessage("2")}}, ts.poll(t, a, 1))
 	disconnect(t, ts, b)
-	require.Equal(t, []wireMessage{{Seq: 2, Event: "online", Data: json.RawMessage("1")}}, ts.poll(t, a, 1))
+	require.Equal(t, []wireMessage{{Seq: 3, Event: "online", Data: json.RawMessage("1")}}, ts.poll(t, a, 2))
 	disconnect(t, ts, b)                                  // twice is fine
 	disconnect(t, ts, "0123456789abcdef0123456789abcdef") // so is an id never seen
 	r, err := ts.request(context.Background(), "POST", "/disconnect", "", "")
@@ -473,6 +481,7 @@ func TestRepeatedCursorGetsTheSameMessagesAgain(t *testing.T) {
 	cfg.pollTimeout = 50 * time.Millisecond
 	ts := start(t, cfg)
 	id := ts.connect(t)
+	ts.poll(t, id, 0)
 	for i := range 3 {
 		ts.emit(t, id, "chat", i)
 	}
@@ -521,6 +530,9 @@ func TestTimeoutRacingADeliveryLosesNothing(t *testing.T) {
 	go h.run()
 	defer h.stopHub()
 	require.NoError(t, h.join("a")) // seq 1: the online count
+	first := &pollRequest{id: "a", after: 0, reply: make(chan batch, 1)}
+	h.polls <- first
+	require.Len(t, (<-first.reply).msgs, 1)
 
 	parked := &pollRequest{id: "a", after: 1, reply: make(chan batch, 1)}
 	h.polls <- parked
@@ -638,15 +650,26 @@ func TestOnlineCountsReachEverybody(t *testing.T) {
 // TestUnseenOnlineCountsAreReplaced: a client that is not polling while others come
 // and go holds one pending count, the latest, not one per change.
 func TestUnseenOnlineCountsAreReplaced(t *testing.T) {
-	ts := start(t, testConfig())
+	cfg := testConfig()
+	cfg.presenceEvery = time.Hour // the test announces by hand
+	ts := start(t, cfg)
 	a := ts.connect(t)
 	for range 10 {
 		ts.connect(t)
 	}
+	ts.announce()
 	require.Equal(t, []wireMessage{{Seq: 1, Event: "online", Data: json.RawMessage("11")}}, ts.poll(t, a, 0))
 	// Once delivered, a count is a message like any other: a newer one queues behind it.
 	ts.connect(t)
+	ts.announce()
 	require.Equal(t, []wireMessage{online(11), online(12)}, withoutSeq(ts.poll(t, a, 0)))
+}
+
+// announce runs the presence tick now, on the hub goroutine.
+func (ts *testServer) announce() {
+	done := make(chan struct{})
+	ts.hub.peek <- func(s *state) { s.announce(); close(done) }
+	<-done
 }
 
 func TestExpiry(t *testing.T) {
@@ -670,14 +693,17 @@ func TestExpiry(t *testing.T) {
 func TestEvictionWhenTheMailboxOverflows(t *testing.T) {
 	cfg := testConfig()
 	cfg.mailbox = 4
+	cfg.presenceEvery = time.Hour // the test announces by hand
 	ts := start(t, cfg)
-	slow := ts.connect(t)
-	fast := ts.connect(t) // slow now holds one pending online count
+	slow := ts.connect(t) // slow holds one pending online count
+	fast := ts.connect(t)
+	ts.poll(t, fast, 0)
 	for i := range 4 {
 		ts.emit(t, fast, "chat", i)
 		ts.poll(t, fast, uint64(i+1)) // fast keeps up
 	}
 	require.False(t, ts.isConnected(slow), "5 unacknowledged messages > mailbox 4")
+	ts.announce()
 	require.Equal(t, []wireMessage{{Seq: 6, Event: "online", Data: json.RawMessage("1")}}, ts.poll(t, fast, 5), "the others hear of it")
 	r, err := ts.request(context.Background(), "GET", "/poll?after=0&id="+slow, "", "")
 	require.NoError(t, err)
@@ -711,6 +737,7 @@ func TestShutdownAnswersParkedPollsFast(t *testing.T) {
 	cfg := testConfig()
 	cfg.pollTimeout = time.Minute
 	cfg.clientTTL = time.Minute
+	cfg.presenceEvery = time.Hour // no count may answer the parked polls first
 	cfg.maxClients = clients
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -726,9 +753,10 @@ func TestShutdownAnswersParkedPollsFast(t *testing.T) {
 	ids := make([]string, clients)
 	for i := range ids {
 		ids[i] = ts.connect(t)
+		ts.poll(t, ids[i], 0) // seq 1, the online count
 	}
 	answers := make(chan pollResult, clients)
-	for _, id := range ids { // each mailbox holds one count, seq 1: after=1 parks
+	for _, id := range ids { // after=1 parks
 		go func() {
 			status, msgs, err := pollWith(client, ts.URL, id, 1)
 			answers <- pollResult{status, msgs, err}
@@ -741,7 +769,7 @@ func TestShutdownAnswersParkedPollsFast(t *testing.T) {
 	for range clients {
 		r := <-answers
 		require.NoError(t, r.err)
-		require.Equal(t, http.StatusOK, r.status)
+		require.Equal(t, http.StatusServiceUnavailable, r.status, "come back later, not at once")
 	}
 	require.NoError(t, <-served)
 	// The point is "at once", not at the one-minute poll timeout. On a quiet machine

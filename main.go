@@ -40,20 +40,22 @@ func main() {
 // run serves until ctx is done (SIGINT or SIGTERM), then shuts down cleanly.
 // Tests call it directly with their own context and log writer.
 func run(ctx context.Context, args []string, logTo io.Writer) error {
-	cfg := config{}
+	cfg := config{writeTimeout: 10 * time.Second}
 	flags := flag.NewFlagSet(os.Args[0], flag.ContinueOnError) // named like the default flag set
 	flags.SetOutput(logTo)
 	addr := flags.String("addr", "localhost:8080", "`host:port` to listen on; port 0 picks a free one")
 	flags.DurationVar(&cfg.pollTimeout, "poll-timeout", 25*time.Second, "how long a poll may wait for news before it answers empty")
 	flags.DurationVar(&cfg.clientTTL, "client-ttl", 30*time.Second, "a client with no poll waiting for this long is expired")
+	flags.DurationVar(&cfg.presenceEvery, "presence-every", time.Second, "the online count goes to everybody at most this often, when it changed")
 	flags.IntVar(&cfg.maxClients, "max-clients", 10000, "connected clients at most; more get 503")
 	flags.IntVar(&cfg.mailbox, "mailbox", 1024, "unacknowledged messages a client may have before it is evicted")
+	flags.IntVar(&cfg.maxBatch, "max-batch", 65536, "bytes of messages one poll answer carries at most (always at least one message)")
 	maxMessage := flags.Int64("max-message", 65536, "bytes of request body an emit may carry")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.maxClients < 1 || cfg.mailbox < 1 || *maxMessage < 1 {
-		return errors.New("-poll-timeout and -client-ttl must be positive, -max-clients, -mailbox and -max-message at least 1")
+	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.presenceEvery <= 0 || cfg.maxClients < 1 || cfg.mailbox < 1 || cfg.maxBatch < 1 || *maxMessage < 1 {
+		return errors.New("-poll-timeout, -client-ttl and -presence-every must be positive; -max-clients, -mailbox, -max-batch and -max-message at least 1")
 	}
 	log := slog.New(slog.NewTextHandler(logTo, nil))
 
@@ -73,12 +75,14 @@ func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, log *
 		Handler:           routes(h, maxMessage, files),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second, // bodies; a parked GET is not reading, so it is not cut
-		WriteTimeout:      h.cfg.pollTimeout + 10*time.Second,
-		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// No WriteTimeout: it would start when the request is read, so a poll's time
+		// parked would count against its answer. Each answer gets cfg.writeTimeout
+		// from when it starts instead (poll.go).
+		IdleTimeout: 60 * time.Second,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	// Shutdown waits for requests to finish, and parked polls would wait out their
-	// timeout: stopping the hub answers them all at once.
+	// timeout: stopping the hub answers them all at once, with 503 and Retry-After.
 	srv.RegisterOnShutdown(h.stopHub)
 
 	served := make(chan error, 1)
@@ -90,12 +94,23 @@ func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, log *
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Shutdown waits for every connection to go idle, and some never will in time: one
+	// that sent half a body, or nothing at all yet. So it gets a short grace, for the
+	// answers already on their way; then whatever is left is closed.
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Info("closing connections still open after the grace", "grace", shutdownGrace)
+		err = srv.Close()
+	}
 	<-h.done
 	return err
 }
+
+// shutdownGrace is how long a shutdown waits for answers in flight before it closes
+// every connection still open, so that SIGTERM always exits within about a second.
+const shutdownGrace = 500 * time.Millisecond
 
 // openURL names the port actually bound (so -addr 127.0.0.1:0 works) with the host
 // the user asked for, or localhost when they asked for every interface.

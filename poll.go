@@ -13,10 +13,12 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"os"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // api is the HTTP face of one hub.
@@ -25,11 +27,16 @@ type api struct {
 	maxMessage int64 // bytes of request body an emit may carry
 }
 
+// retryAfter is what a 503 asks clients to wait, in whole seconds, before they come
+// back (RFC 9110, section 10.2.3). Clients add jitter, so a restart is not a herd.
+const retryAfter = "2"
+
 // routes maps the contract's paths to handlers. Go's method patterns ("POST /emit")
 // would answer a wrong method with a plain-text 405, but every API error here is JSON,
 // so each path gets one handler and only() checks the method.
 func routes(h *hub, maxMessage int64, files fs.FS) http.Handler {
 	a := &api{hub: h, maxMessage: maxMessage}
+	only := onlyWithin(h.cfg.writeTimeout)
 	mux := http.NewServeMux()
 	mux.Handle("/connect", only(a.connect, "POST"))
 	mux.Handle("/poll", only(a.poll, "GET"))
@@ -54,22 +61,29 @@ func page(files fs.FS) http.HandlerFunc {
 	}
 }
 
+// onlyWithin gives each handler a write deadline of timeout from when it starts
+// (a poll moves it to when its answer starts; see answerFrom), and returns only.
 // only answers 405 with an Allow header to any other method, and marks every
 // response no-store: a cached poll answer would be a lost or repeated message.
-func only(next http.HandlerFunc, methods ...string) http.Handler {
-	allow := strings.Join(methods, ", ")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		if !slices.Contains(methods, r.Method) {
-			w.Header().Set("Allow", allow)
-			fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
-			return
-		}
-		next(w, r)
-	})
+func onlyWithin(timeout time.Duration) func(next http.HandlerFunc, methods ...string) http.Handler {
+	return func(next http.HandlerFunc, methods ...string) http.Handler {
+		allow := strings.Join(methods, ", ")
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout))
+			w.Header().Set("Cache-Control", "no-store")
+			if !slices.Contains(methods, r.Method) {
+				w.Header().Set("Allow", allow)
+				fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
+				return
+			}
+			next(w, r)
+		})
+	}
 }
 
-// connect gives the browser a fresh, unguessable id with an empty mailbox.
+// connect gives the browser a fresh, unguessable id and a mailbox holding the online
+// count, and tells it the poll timeout, so that it can give up on a poll that hangs
+// well past it (a connection that silently stopped carrying bytes).
 func (a *api) connect(w http.ResponseWriter, r *http.Request) {
 	var b [16]byte
 	rand.Read(b[:]) // never fails (crypto/rand panics rather than return weak bytes)
@@ -79,8 +93,9 @@ func (a *api) connect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
-		ID string `json:"id"`
-	}{id})
+		ID            string `json:"id"`
+		PollTimeoutMs int64  `json:"pollTimeoutMs"`
+	}{id, a.hub.cfg.pollTimeout.Milliseconds()})
 }
 
 // poll is the long poll: it acknowledges everything up to `after` and waits for what
@@ -98,25 +113,44 @@ func (a *api) poll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b := a.hub.wait(r.Context(), id, after)
+	// The time spent parked must not eat into the time to write the answer.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.hub.cfg.writeTimeout))
 	if b.err != nil {
 		failHub(w, b.err)
 		return
 	}
-	// Each message body was encoded once, for everybody; only the seq is per client.
-	out := append(make([]byte, 0, 64), `{"messages":[`...)
-	for i, m := range b.msgs {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, `{"seq":`...)
-		out = strconv.AppendUint(out, b.first+uint64(i), 10)
-		out = append(out, ',')
-		out = append(out, m.body...)
-		out = append(out, '}')
-	}
-	out = append(out, "]}\n"...)
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(out)
+	writeBatch(w, b)
+}
+
+// writeBatch streams {"messages":[{"seq":S,<body>},...]} to w. Each body was encoded
+// once for every mailbox and is written as it is; only the seq is per client, so an
+// answer copies nothing, whatever its size (at most cfg.maxBatch, see state.answer).
+func writeBatch(w io.Writer, b batch) error {
+	var seq [40]byte // `,{"seq":` and a uint64 fit
+	if _, err := io.WriteString(w, `{"messages":[`); err != nil {
+		return err
+	}
+	for i, m := range b.msgs {
+		prefix := seq[:0]
+		if i > 0 {
+			prefix = append(prefix, ',')
+		}
+		prefix = append(prefix, `{"seq":`...)
+		prefix = strconv.AppendUint(prefix, b.first+uint64(i), 10)
+		prefix = append(prefix, ',')
+		if _, err := w.Write(prefix); err != nil {
+			return err // the reader is gone or too slow; its next poll gets these again
+		}
+		if _, err := w.Write(m.body); err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, "}"); err != nil {
+			return err
+		}
+	}
+	_, err := io.WriteString(w, "]}\n")
+	return err
 }
 
 // emit checks one message and hands it to the hub, answering once every mailbox has it.
@@ -132,11 +166,14 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 	}
 	msg, err := decodeEmit(http.MaxBytesReader(w, r.Body, a.maxMessage))
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	switch {
+	case errors.As(err, &tooBig):
 		fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over %d bytes", a.maxMessage))
 		return
-	}
-	if err != nil {
+	case errors.Is(err, os.ErrDeadlineExceeded): // the server's ReadTimeout cut a body that stopped arriving
+		fail(w, http.StatusRequestTimeout, "the body stopped arriving before it was complete")
+		return
+	case err != nil:
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -177,7 +214,7 @@ func decodeEmit(r io.Reader) (*message, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		if errors.As(err, &tooBig) || errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, err
 		}
 		return nil, errors.New("malformed JSON body: trailing data after the object")
@@ -216,7 +253,8 @@ func failHub(w http.ResponseWriter, err error) {
 		fail(w, http.StatusGone, err.Error())
 	case errors.As(err, &cursor):
 		fail(w, http.StatusBadRequest, err.Error())
-	default: // errFull, errStopped: try again later
+	default: // errFull, errStopped: come back later, and not all at once
+		w.Header().Set("Retry-After", retryAfter)
 		fail(w, http.StatusServiceUnavailable, err.Error())
 	}
 }
