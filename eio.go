@@ -76,6 +76,7 @@ func newEIO(h *hub, maxMessage int64) *eio {
 // ServeHTTP checks what every request must carry, then hands it to the handshake, the
 // GET (receive) or the POST (send). Errors are 400s with Engine.IO's error shape.
 func (e *eio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(e.hub.cfg.writeTimeout))
 	w.Header().Set("Cache-Control", "no-store")
 	q := r.URL.Query()
 	if q.Get("EIO") != "4" {
@@ -117,7 +118,7 @@ func (e *eio) handshake(w http.ResponseWriter) {
 	e.mu.Lock()
 	if len(e.sessions) >= e.maxSessions {
 		e.mu.Unlock()
-		w.Header().Set("Retry-After", "2")
+		w.Header().Set("Retry-After", retryAfter)
 		eioFail(w, http.StatusServiceUnavailable, 3, errFull.Error())
 		return
 	}
@@ -213,13 +214,13 @@ func (e *eio) receive(w http.ResponseWriter, r *http.Request, s *session) {
 		b.msgs = nil // from a mailbox this session has left since
 	}
 	e.mu.Unlock()
+	// However long the GET was parked, its answer gets the usual time to be written.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(e.hub.cfg.writeTimeout))
 	if b.err != nil { // the hub has stopped
-		w.Header().Set("Retry-After", "2")
+		w.Header().Set("Retry-After", retryAfter)
 		eioFail(w, http.StatusServiceUnavailable, 3, b.err.Error())
 		return
 	}
-	// However long the GET was parked, its answer gets the usual time to be written.
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(10 * time.Second))
 	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
 	for i, p := range out {
 		if i > 0 {
@@ -278,9 +279,9 @@ func (e *eio) send(w http.ResponseWriter, r *http.Request, s *session) {
 		eioFail(w, http.StatusRequestEntityTooLarge, 3, fmt.Sprintf("payload over maxPayload (%d bytes); session closed", e.cfg.maxPayload))
 		return
 	}
-	if err != nil {
+	if err != nil { // the server's ReadTimeout cut a body that stopped arriving
 		e.close(s, pktClose)
-		eioFail(w, http.StatusBadRequest, 3, "Bad request: the body did not arrive; session closed")
+		eioFail(w, http.StatusRequestTimeout, 3, "the body stopped arriving before it was complete; session closed")
 		return
 	}
 	for p := range bytes.SplitSeq(payload, rs) {

@@ -229,7 +229,7 @@ func TestSocketIOEncodeEvent(t *testing.T) {
 	}
 }
 
-// TestSIOConnectEventAndAck is a session's first steps: 40, the online count, an
+// TestSocketIOConnectEventAndAck is a session's first steps: 40, the online count, an
 // event with an ack, and the event coming back to its sender like to everybody.
 func TestSocketIOConnectEventAndAck(t *testing.T) {
 	ts := start(t, testConfig())
@@ -240,7 +240,7 @@ func TestSocketIOConnectEventAndAck(t *testing.T) {
 		"the ack, then the events: they were in every mailbox before the ack was queued")
 }
 
-// TestSIORefusedEventsAreAckedWithTheReason: events that /emit would refuse with a 400
+// TestSocketIORefusedEventsAreAckedWithTheReason: events that /emit would refuse with a 400
 // are not delivered; the session stays open and the ack, if asked for, says why.
 func TestSocketIORefusedEventsAreAckedWithTheReason(t *testing.T) {
 	ts := start(t, testConfig())
@@ -270,7 +270,7 @@ func TestSocketIOOtherNamespacesAreRefused(t *testing.T) {
 	require.Regexp(t, `^40\{"sid":`, c.get(t)[0], "the main namespace still connects")
 }
 
-// TestSIOMalformedPacketsCloseTheSession: each payload gets a 400, and the session is gone.
+// TestSocketIOMalformedPacketsCloseTheSession: each payload gets a 400, and the session is gone.
 func TestSocketIOMalformedPacketsCloseTheSession(t *testing.T) {
 	ts := start(t, testConfig())
 	tests := []struct{ name, give string }{
@@ -429,15 +429,16 @@ func TestEIOCloseFromTheClient(t *testing.T) {
 	require.Equal(t, []wireMessage{online(1)}, withoutSeq(ts.poll(t, ann, 2)))
 }
 
-// TestSIODisconnectLeavesTheHubButNotTheSession: 41 leaves the room; the Engine.IO
+// TestSocketIODisconnectLeavesTheHubButNotTheSession: 41 leaves the room; the Engine.IO
 // session stays and can connect again.
 func TestSocketIODisconnectLeavesTheHubButNotTheSession(t *testing.T) {
 	ts := start(t, testConfig())
 	ann := ts.connect(t)
+	require.Equal(t, []wireMessage{online(1)}, withoutSeq(ts.poll(t, ann, 0)))
 	c, _ := sioConnect(t, ts)
-	require.Equal(t, []wireMessage{online(2)}, withoutSeq(ts.poll(t, ann, 0)))
+	require.Equal(t, []wireMessage{online(2)}, withoutSeq(ts.poll(t, ann, 1)))
 	c.post(t, "41")
-	require.Equal(t, []wireMessage{online(1)}, withoutSeq(ts.poll(t, ann, 1)))
+	require.Equal(t, []wireMessage{online(1)}, withoutSeq(ts.poll(t, ann, 2)))
 	require.False(t, c.gone())
 	c.post(t, "40")
 	pkts := c.get(t)
