@@ -41,7 +41,6 @@ type eio struct {
 type session struct {
 	sid       string
 	hubID     string // the hub client it maps to; "" until it connects to namespace "/"
-	socketID  string // the Socket.IO sid of that connection, sent in 40
 	cursor    uint64 // the highest seq written to this session; its next GET acknowledges it
 	getOpen   bool
 	postOpen  bool
@@ -414,8 +413,8 @@ func (e *eio) connect(s *session, pk sioPacket, hubID string) error {
 		e.hub.leave(id)
 		return nil
 	}
-	s.hubID, s.cursor, s.socketID = id, 0, newSID()
-	e.queueLocked(s, fmt.Appendf(nil, `40{"sid":"%s"}`, s.socketID))
+	s.hubID, s.cursor = id, 0
+	e.queueLocked(s, fmt.Appendf(nil, `40{"sid":"%s"}`, newSID())) // socket.io's id of this connection; nothing here needs it again
 	e.mu.Unlock()
 	return nil
 }
