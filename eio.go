@@ -18,6 +18,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,12 +34,14 @@ type eio struct {
 	hub         *hub
 	cfg         eioConfig
 	maxSessions int
-	mu          sync.Mutex          // guards sessions and every session's fields; never held across a hub call
-	sessions    map[string]*session // by sid
+	open        atomic.Int64 // sessions open, at most maxSessions
+	sessions    sync.Map     // sid -> *session: written at handshake and close, read by every request
 }
 
-// session is one Engine.IO session: one socket.io client.
+// session is one Engine.IO session: one socket.io client. Its GET, its POST and its
+// heartbeat run on different goroutines, so its fields are behind its own mutex.
 type session struct {
+	mu        sync.Mutex // guards the fields below; never held across a hub call
 	sid       string
 	hubID     string // the hub client it maps to; "" until it connects to namespace "/"
 	cursor    uint64 // the highest seq written to this session; its next GET acknowledges it
@@ -68,7 +71,6 @@ func newEIO(h *hub, maxMessage int64) *eio {
 		hub:         h,
 		cfg:         eioConfig{pingInterval: h.cfg.pollTimeout, pingTimeout: h.cfg.clientTTL, maxPayload: maxMessage},
 		maxSessions: h.cfg.maxClients,
-		sessions:    map[string]*session{},
 	}
 }
 
@@ -95,9 +97,8 @@ func (e *eio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.handshake(w)
 		return
 	}
-	e.mu.Lock()
-	s := e.sessions[sid]
-	e.mu.Unlock()
+	found, _ := e.sessions.Load(sid)
+	s, _ := found.(*session)
 	switch {
 	case s == nil:
 		eioFail(w, http.StatusBadRequest, 1, "Session ID unknown")
@@ -114,17 +115,17 @@ func (e *eio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // when the client connects to namespace "/", as socket.io counts it connected then.
 func (e *eio) handshake(w http.ResponseWriter) {
 	s := &session{sid: newSID()}
-	e.mu.Lock()
-	if len(e.sessions) >= e.maxSessions {
-		e.mu.Unlock()
+	if e.open.Add(1) > int64(e.maxSessions) {
+		e.open.Add(-1)
 		w.Header().Set("Retry-After", retryAfter)
 		eioFail(w, http.StatusServiceUnavailable, 3, errFull.Error())
 		return
 	}
-	e.sessions[s.sid] = s
+	s.mu.Lock()
 	s.due = time.Now().Add(e.cfg.pingInterval)
 	s.heartbeat = time.AfterFunc(e.cfg.pingInterval, func() { e.beat(s) })
-	e.mu.Unlock()
+	s.mu.Unlock()
+	e.sessions.Store(s.sid, s)
 	open, _ := json.Marshal(struct {
 		SID          string   `json:"sid"`
 		Upgrades     []string `json:"upgrades"`
@@ -140,28 +141,28 @@ func (e *eio) handshake(w http.ResponseWriter) {
 // keeps at most one GET open, so a new one means the last answer arrived), then waits
 // for the hub's events or a packet of the face's own, and writes them as one payload.
 func (e *eio) receive(w http.ResponseWriter, r *http.Request, s *session) {
-	e.mu.Lock()
+	s.mu.Lock()
 	if s.getOpen {
-		e.mu.Unlock()
+		s.mu.Unlock()
 		e.close(s, pktClose)
 		eioFail(w, http.StatusBadRequest, 3, "Bad request: a second GET while one is open; session closed")
 		return
 	}
 	s.getOpen = true
-	e.mu.Unlock()
+	s.mu.Unlock()
 	defer func() {
-		e.mu.Lock()
+		s.mu.Lock()
 		s.getOpen, s.wake = false, nil
-		e.mu.Unlock()
+		s.mu.Unlock()
 	}()
 
 	var b batch
 	var waited string // the hub id b came from
 	for {
 		ctx, cancel := context.WithCancel(r.Context())
-		e.mu.Lock()
+		s.mu.Lock()
 		if s.closed {
-			e.mu.Unlock()
+			s.mu.Unlock()
 			cancel()
 			break
 		}
@@ -175,7 +176,7 @@ func (e *eio) receive(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 		waited = s.hubID
 		cursor := s.cursor
-		e.mu.Unlock()
+		s.mu.Unlock()
 
 		switch {
 		case waited != "":
@@ -204,7 +205,7 @@ func (e *eio) receive(w http.ResponseWriter, r *http.Request, s *session) {
 			break
 		}
 	}
-	e.mu.Lock()
+	s.mu.Lock()
 	out := s.out
 	s.out = nil
 	if len(b.msgs) > 0 && s.hubID == waited && !s.closed {
@@ -212,7 +213,7 @@ func (e *eio) receive(w http.ResponseWriter, r *http.Request, s *session) {
 	} else {
 		b.msgs = nil // from a mailbox this session has left since
 	}
-	e.mu.Unlock()
+	s.mu.Unlock()
 	// However long the GET was parked, its answer gets the usual time to be written.
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(e.hub.cfg.writeTimeout))
 	if b.err != nil { // the hub has stopped
@@ -251,19 +252,19 @@ func writeEvent(w io.Writer, body []byte) {
 // send takes a POST's packets in order, each event into the hub before the next, and
 // answers ok once all are handled. A packet it cannot read closes the session.
 func (e *eio) send(w http.ResponseWriter, r *http.Request, s *session) {
-	e.mu.Lock()
+	s.mu.Lock()
 	if s.postOpen {
-		e.mu.Unlock()
+		s.mu.Unlock()
 		e.close(s, pktClose)
 		eioFail(w, http.StatusBadRequest, 3, "Bad request: a second POST while one is open; session closed")
 		return
 	}
 	s.postOpen = true
-	e.mu.Unlock()
+	s.mu.Unlock()
 	defer func() {
-		e.mu.Lock()
+		s.mu.Lock()
 		s.postOpen = false
-		e.mu.Unlock()
+		s.mu.Unlock()
 	}()
 
 	if r.Header.Get("Content-Type") == "application/octet-stream" {
@@ -289,9 +290,9 @@ func (e *eio) send(w http.ResponseWriter, r *http.Request, s *session) {
 			eioFail(w, http.StatusBadRequest, 3, err.Error()+"; session closed")
 			return
 		}
-		e.mu.Lock()
+		s.mu.Lock()
 		closed := s.closed
-		e.mu.Unlock()
+		s.mu.Unlock()
 		if closed { // by a close packet, or by the heartbeat meanwhile: the rest is moot
 			break
 		}
@@ -309,12 +310,12 @@ func (e *eio) packet(s *session, p []byte) error {
 	case '1': // close: the GET, if one is open, answers with a noop and ends
 		e.close(s, pktNoop)
 	case '3': // pong: the next ping is due pingInterval from now
-		e.mu.Lock()
+		s.mu.Lock()
 		if s.pinged {
 			s.pinged = false
 			e.rearm(s, e.cfg.pingInterval)
 		}
-		e.mu.Unlock()
+		s.mu.Unlock()
 	case '4':
 		return e.message(s, p[1:])
 	default:
@@ -366,9 +367,9 @@ func (e *eio) message(s *session, p []byte) error {
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
+	s.mu.Lock()
 	hubID := s.hubID
-	e.mu.Unlock()
+	s.mu.Unlock()
 	switch {
 	case pk.typ == '0' && pk.nsp != "/":
 		e.queue(s, fmt.Appendf(nil, `44%s,{"message":"Invalid namespace"}`, pk.nsp))
@@ -378,9 +379,9 @@ func (e *eio) message(s *session, p []byte) error {
 	case pk.nsp != "/" || hubID == "":
 		return fmt.Errorf("packet type %c for namespace %s, which this session has not connected to", pk.typ, pk.nsp)
 	case pk.typ == '1': // disconnect from "/": the Engine.IO session stays open
-		e.mu.Lock()
+		s.mu.Lock()
 		s.hubID, s.cursor = "", 0
-		e.mu.Unlock()
+		s.mu.Unlock()
 		e.hub.leave(hubID)
 		return nil
 	case pk.typ == '2':
@@ -407,15 +408,15 @@ func (e *eio) connect(s *session, pk sioPacket, hubID string) error {
 		e.queue(s, fmt.Appendf(nil, `44{"message":%s}`, why))
 		return nil
 	}
-	e.mu.Lock()
+	s.mu.Lock()
 	if s.closed { // closed while joining: take the hub client back
-		e.mu.Unlock()
+		s.mu.Unlock()
 		e.hub.leave(id)
 		return nil
 	}
 	s.hubID, s.cursor = id, 0
 	e.queueLocked(s, fmt.Appendf(nil, `40{"sid":"%s"}`, newSID())) // socket.io's id of this connection; nothing here needs it again
-	e.mu.Unlock()
+	s.mu.Unlock()
 	return nil
 }
 
@@ -460,9 +461,9 @@ func (e *eio) event(s *session, pk sioPacket, hubID string) error {
 
 // queue hands a packet to the session's next GET, waking the open one.
 func (e *eio) queue(s *session, pkt []byte) {
-	e.mu.Lock()
+	s.mu.Lock()
 	e.queueLocked(s, pkt)
-	e.mu.Unlock()
+	s.mu.Unlock()
 }
 
 func (e *eio) queueLocked(s *session, pkt []byte) {
@@ -478,23 +479,23 @@ func (e *eio) queueLocked(s *session, pkt []byte) {
 // beat is the heartbeat timer. It sends a ping; if the pong has not come when it fires
 // again, pingTimeout later, the session is closed.
 func (e *eio) beat(s *session) {
-	e.mu.Lock()
+	s.mu.Lock()
 	if s.closed || time.Now().Before(s.due) { // a pong re-armed the timer meanwhile
-		e.mu.Unlock()
+		s.mu.Unlock()
 		return
 	}
 	if s.pinged {
-		e.mu.Unlock()
+		s.mu.Unlock()
 		e.close(s, pktClose)
 		return
 	}
 	s.pinged = true
 	e.rearm(s, e.cfg.pingTimeout)
 	e.queueLocked(s, pktPing)
-	e.mu.Unlock()
+	s.mu.Unlock()
 }
 
-// rearm sets the heartbeat to fire after d; e.mu is held.
+// rearm sets the heartbeat to fire after d; s.mu is held.
 func (e *eio) rearm(s *session, d time.Duration) {
 	s.due = time.Now().Add(d)
 	s.heartbeat.Reset(d)
@@ -503,17 +504,18 @@ func (e *eio) rearm(s *session, d time.Duration) {
 // close ends a session: the open GET, if any, answers with last (close or noop), the
 // sid is forgotten and the hub client, if any, leaves, so the others hear the count.
 func (e *eio) close(s *session, last []byte) {
-	e.mu.Lock()
+	s.mu.Lock()
 	if s.closed {
-		e.mu.Unlock()
+		s.mu.Unlock()
 		return
 	}
 	e.queueLocked(s, last)
 	s.closed = true
 	s.heartbeat.Stop()
-	delete(e.sessions, s.sid)
 	hubID := s.hubID
-	e.mu.Unlock()
+	s.mu.Unlock()
+	e.sessions.Delete(s.sid)
+	e.open.Add(-1)
 	if hubID != "" {
 		e.hub.leave(hubID)
 	}

@@ -4,9 +4,10 @@
 // the same clients: a lean Engine.IO v4 polling client written here, so that the load
 // generator spends little and behaves the same against both.
 //
-//   node bench.mjs [--clients 1000] [--rate 20] [--duration 10] [--only go|sio]
+//   node bench.mjs [--clients 1000] [--rate 20] [--duration 10] [--only go|sio|json]
 //
-// Each server runs as a process of its own; the figures come from /proc/PID (RSS,
+// `--only json` drives the Go server's own JSON contract with the same generator, to
+// tell what the socket.io face adds to it. Each server runs as a process of its own; the figures come from /proc/PID (RSS,
 // utime+stime). hold: all clients connected with a GET parked, RSS growth per client.
 // fanout: one publisher emits `rate` chats a second for `duration` seconds; every
 // client takes each one on its own GET; server CPU per delivery, loss, order, latency.
@@ -36,9 +37,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // POST takes a free one or opens another.
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 100000 });
 
-function request(method, url, body) {
+function request(method, url, body, type = "text/plain;charset=UTF-8") {
   return new Promise((resolve, reject) => {
-    const headers = body === undefined ? {} : { "Content-Type": "text/plain;charset=UTF-8", "Content-Length": Buffer.byteLength(body) };
+    const headers = body === undefined ? {} : { "Content-Type": type, "Content-Length": Buffer.byteLength(body) };
     const req = http.request(url, { method, agent, headers }, (res) => {
       let text = "";
       res.setEncoding("utf8");
@@ -105,6 +106,49 @@ class Client {
   }
 }
 
+// JSONClient is the same client on the JSON contract: POST /connect, GET /poll with
+// its cursor, POST /emit.
+class JSONClient extends Client {
+  constructor(base) {
+    super(base);
+    this.root = base;
+    this.after = 0;
+  }
+  async open() {
+    const r = await request("POST", `${this.root}connect`, "");
+    if (r.status !== 200) throw new Error(`connect: ${r.status} ${r.text}`);
+    this.id = JSON.parse(r.text).id;
+    this.running = this.run();
+  }
+  post(packet) { // the bench's publisher posts 42["chat",data]; send it as /emit
+    const [event, data] = JSON.parse(packet.slice(2));
+    this.posts = this.posts.then(async () => {
+      const r = await request("POST", `${this.root}emit?id=${this.id}`, JSON.stringify({ event, data }), "application/json");
+      if (r.status !== 204) throw new Error(`emit: ${r.status} ${r.text}`);
+    });
+    return this.posts;
+  }
+  async run() {
+    while (!this.stopped) {
+      let r;
+      try {
+        r = await request("GET", `${this.root}poll?id=${this.id}&after=${this.after}`);
+      } catch (err) {
+        if (!this.stopped) this.error = err;
+        return;
+      }
+      if (r.status !== 200) {
+        if (!this.stopped) this.error = new Error(`poll: ${r.status} ${r.text}`);
+        return;
+      }
+      for (const m of JSON.parse(r.text).messages) {
+        this.after = m.seq;
+        if (m.event === "chat") this.packet("42" + JSON.stringify(["chat", m.data]));
+      }
+    }
+  }
+}
+
 // usage reads a process's resident memory (KiB) and CPU time (s) from /proc.
 function usage(pid) {
   const rss = Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]);
@@ -129,14 +173,14 @@ function start(cmd, args, cwd) {
 
 const pct = (xs, p) => (xs.length ? xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] : NaN);
 
-async function measure(name, server) {
+async function measure(name, server, Kind = Client) {
   await sleep(1000);
   const idle = usage(server.pid);
 
   // hold: everybody connected, a GET parked each, the presence ticks over.
   const all = [];
   for (let i = 0; i < clients; i += 50) {
-    const batch = Array.from({ length: Math.min(50, clients - i) }, () => new Client(server.url));
+    const batch = Array.from({ length: Math.min(50, clients - i) }, () => new Kind(server.url));
     await Promise.all(batch.map((c) => c.open()));
     all.push(...batch);
   }
@@ -147,7 +191,7 @@ async function measure(name, server) {
   console.log(`${name} hold: ${clients} clients, server RSS ${idle.rss} -> ${held.rss} KiB, ${perClient} KiB per parked client, errors=${errors}`);
 
   // fanout: one publisher, every client takes every chat.
-  const publisher = new Client(server.url);
+  const publisher = new Kind(server.url);
   await publisher.open();
   await sleep(500);
   const before = usage(server.pid);
@@ -180,13 +224,19 @@ async function measure(name, server) {
 const results = {};
 const dir = mkdtempSync(path.join(tmpdir(), "longpoll-bench-"));
 try {
+  const bin = path.join(dir, "longpoll");
   if (opt.only !== "sio") {
-    const bin = path.join(dir, "longpoll");
     execFileSync("go", ["build", "-o", bin, "."], { cwd: path.resolve(here, "../.."), stdio: "inherit" });
+  }
+  if (opt.only === undefined || opt.only === "go") {
     const go = await start(bin, ["-addr", "127.0.0.1:0", "-max-clients", String(clients + 100)]);
     results.go = await measure("go ", go);
   }
-  if (opt.only !== "go") {
+  if (opt.only === "json") {
+    const go = await start(bin, ["-addr", "127.0.0.1:0", "-max-clients", String(clients + 100)]);
+    await measure("json", go, JSONClient);
+  }
+  if (opt.only === undefined || opt.only === "sio") {
     const sio = await start(process.execPath, ["sio-server.mjs"], here);
     results.sio = await measure("sio", sio);
   }
