@@ -586,3 +586,27 @@ func TestSocketIOAndJSONClientsSeeOneOrder(t *testing.T) {
 	require.Len(t, a.chats, 2*each)
 	require.Equal(t, a.chats, b.chats, "one hub, one order, on both wires")
 }
+
+// TestEIOStalledBodyIs408AndCloses: a POST whose body stops arriving is cut by the
+// server's ReadTimeout; the packets it carried are lost, so the session is closed.
+func TestEIOStalledBodyIs408AndCloses(t *testing.T) {
+	h := newHub(testConfig())
+	go h.run()
+	srv := httptest.NewUnstartedServer(routes(h, testMaxMessage, nil))
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(func() { h.stopHub(); srv.Close() })
+	ts := &testServer{srv.URL, srv.Client(), h}
+	c, _ := sioConnect(t, ts)
+
+	body, feed := io.Pipe()
+	defer feed.Close()
+	go feed.Write([]byte(`42["chat",`)) // and then nothing
+	req, err := http.NewRequest("POST", ts.URL+c.url(), body)
+	require.NoError(t, err)
+	resp, err := ts.client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusRequestTimeout, resp.StatusCode)
+	require.True(t, c.gone())
+}
