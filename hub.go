@@ -153,11 +153,7 @@ func (h *hub) run() {
 		case <-presence.C:
 			s.announce()
 		case <-h.stop:
-			for _, c := range s.clients {
-				if c.parked != nil { // answered now, not at its timeout, and told to come back later
-					c.parked.reply <- batch{err: errStopped}
-				}
-			}
+			s.release()
 			return
 		}
 	}
@@ -366,6 +362,16 @@ func (s *state) announce() {
 // onlineMessage is the server's own event: how many clients are connected.
 func onlineMessage(n int) *message {
 	return &message{body: encode("online", json.RawMessage(strconv.Itoa(n))), online: true, count: n}
+}
+
+// release answers every parked poll at shutdown: now, not at its timeout, and with
+// errStopped, which tells the client to come back in a moment (503, Retry-After).
+func (s *state) release() {
+	for _, c := range s.clients {
+		if c.parked != nil {
+			c.parked.reply <- batch{err: errStopped}
+		}
+	}
 }
 
 // expire removes clients that have had no parked poll for longer than the TTL:
