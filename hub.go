@@ -223,12 +223,12 @@ func (h *hub) leave(id string) {
 
 // state is what run owns. Its methods run only on the hub goroutine.
 type state struct {
-	cfg     config
-	clients map[string]*client // by id
-	gone    *graveyard         // why recent ids left, for clear 410s
-	changed bool               // clients came or went since the last announce
-	stirring bool              // ... and did during the current presence interval
-	held    int                // presence intervals the new count has been held back
+	cfg      config
+	clients  map[string]*client // by id
+	gone     *graveyard         // why recent ids left, for clear 410s
+	changed  bool               // clients came or went since the last announce
+	stirring bool               // ... and did during the current presence interval
+	held     int                // presence intervals the new count has been held back
 }
 
 // connect opens a mailbox holding the current online count, so the newcomer's first
