@@ -223,10 +223,12 @@ func (h *hub) leave(id string) {
 
 // state is what run owns. Its methods run only on the hub goroutine.
 type state struct {
-	cfg     config
-	clients map[string]*client // by id
-	gone    *graveyard         // why recent ids left, for clear 410s
-	changed bool               // clients came or went since the last announce
+	cfg      config
+	clients  map[string]*client // by id
+	gone     *graveyard         // why recent ids left, for clear 410s
+	changed  bool               // clients came or went since the last announce
+	stirring bool               // ... and did during the current presence interval
+	held     int                // presence intervals the new count has been held back
 }
 
 // connect opens a mailbox holding the current online count, so the newcomer's first
@@ -238,7 +240,7 @@ func (s *state) connect(id string) error {
 	}
 	c := &client{lastSeen: time.Now()}
 	s.clients[id] = c
-	s.changed = true
+	s.changed, s.stirring = true, true
 	s.put(c, onlineMessage(len(s.clients)))
 	return nil
 }
@@ -348,14 +350,26 @@ func (s *state) put(c *client, msg *message) bool {
 	return len(c.queue) <= s.cfg.mailbox
 }
 
-// announce runs every cfg.presenceEvery: if clients came or went since the last
-// time, everybody hears the new count, as one event in the one order. However many
-// arrive in a second, each parked poll is woken for presence at most once.
+// presenceHold is how many presence intervals a count may be held back while
+// clients keep coming or going: it goes out at the latest in the interval after.
+const presenceHold = 4
+
+// announce runs every cfg.presenceEvery. If clients came or went since the last
+// count, everybody hears the new one, as one event in the one order, once the crowd
+// has settled: when nobody came or went during the last interval, or after
+// presenceHold intervals at the latest. Each count wakes every parked poll, and the
+// moment a crowd arrives (a launch, a restart) is when a count is least worth that:
+// a crowd of N that arrives in a few seconds costs N answers plus one count each.
 func (s *state) announce() {
 	if !s.changed {
 		return
 	}
-	s.changed = false
+	if s.stirring && s.held < presenceHold {
+		s.stirring = false
+		s.held++
+		return
+	}
+	s.changed, s.stirring, s.held = false, false, 0
 	s.broadcast(onlineMessage(len(s.clients)))
 }
 
@@ -399,7 +413,7 @@ func (s *state) drop(id, why string) {
 		c.parked.reply <- batch{err: goneError{why}}
 	}
 	delete(s.clients, id)
-	s.changed = true
+	s.changed, s.stirring = true, true
 	s.gone.bury(id, why)
 }
 

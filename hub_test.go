@@ -665,10 +665,11 @@ func TestUnseenOnlineCountsAreReplaced(t *testing.T) {
 	require.Equal(t, []wireMessage{online(11), online(12)}, withoutSeq(ts.poll(t, a, 0)))
 }
 
-// announce runs the presence tick now, on the hub goroutine.
+// announce runs two presence ticks now, on the hub goroutine: one in which the
+// newcomers arrived, which holds the count back, and a quiet one, which sends it.
 func (ts *testServer) announce() {
 	done := make(chan struct{})
-	ts.hub.peek <- func(s *state) { s.announce(); close(done) }
+	ts.hub.peek <- func(s *state) { s.announce(); s.announce(); close(done) }
 	<-done
 }
 

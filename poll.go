@@ -42,6 +42,7 @@ func routes(h *hub, maxMessage int64, files fs.FS) http.Handler {
 	mux.Handle("/poll", only(a.poll, "GET"))
 	mux.Handle("/emit", only(a.emit, "POST"))
 	mux.Handle("/disconnect", only(a.disconnect, "POST"))
+	mux.Handle("/socket.io/", newEIO(h, maxMessage)) // the same hub on socket.io's wire (eio.go)
 	mux.Handle("/", only(page(files), "GET", "HEAD"))
 	return mux
 }

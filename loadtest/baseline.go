@@ -41,39 +41,76 @@ func serveBaseline(cfg config) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: baselineRoutes(cfg.pollTimeout), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	closing := make(chan struct{})
+	srv := &http.Server{Handler: baselineRoutes(cfg.pollTimeout, closing), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	if cfg.debugAddr != "" {
 		go serveDebug(cfg.debugAddr)
 	}
 	fmt.Printf("url=http://%s/ pid=%d\n", ln.Addr(), os.Getpid())
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-stop
-		srv.Close()
-	}()
-	if err := srv.Serve(ln); err != http.ErrServerClosed {
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
 		return err
+	case <-stop:
+	}
+	return shutdownFloor(srv, closing, time.Second)
+}
+
+// shutdownFloor stops srv the way the contract asks: closing answers every
+// parked poll, and any request still arriving, with 503 and Retry-After, so
+// clients come back spread out; then it waits at most grace for handlers to
+// finish and closes whatever is left (idle or half-sent connections).
+func shutdownFloor(srv *http.Server, closing chan struct{}, grace time.Duration) error {
+	close(closing)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		return srv.Close()
 	}
 	return nil
 }
 
-// baselineRoutes are serveBaseline's routes (see there).
-func baselineRoutes(pollTimeout time.Duration) http.Handler {
+// baselineRoutes are serveBaseline's routes (see there). Once closing is
+// closed, the floor answers 503 with Retry-After; a nil closing never closes.
+func baselineRoutes(pollTimeout time.Duration, closing <-chan struct{}) http.Handler {
 	empty := []byte(`{"messages":[]}`)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		_ = r.URL.Query().Get("id") // parse the query like a poll would
 		answer(w, http.StatusOK, empty)
 	})
-	f := &floor{base: map[string]int{}, news: make(chan struct{}), timeout: pollTimeout}
-	mux.HandleFunc("POST /connect", f.connect)
-	mux.HandleFunc("GET /poll", f.poll)
-	mux.HandleFunc("POST /emit", f.emit)
+	f := &floor{base: map[string]int{}, news: make(chan struct{}), timeout: pollTimeout, closing: closing}
+	mux.HandleFunc("POST /connect", f.open(f.connect))
+	mux.HandleFunc("GET /poll", f.open(f.poll))
+	mux.HandleFunc("POST /emit", f.open(f.emit))
 	mux.HandleFunc("POST /disconnect", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	return mux
+}
+
+// retryAfterSeconds is what the floor's 503 asks clients to wait, as the server's does.
+const retryAfterSeconds = "2"
+
+// open answers 503 with Retry-After instead of calling next once the floor is closing.
+func (f *floor) open(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-f.closing:
+			f.shuttingDown(w)
+		default:
+			next(w, r)
+		}
+	}
+}
+
+// shuttingDown is the floor's answer to every request once it is closing.
+func (f *floor) shuttingDown(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", retryAfterSeconds)
+	answer(w, http.StatusServiceUnavailable, []byte(`{"error":"shutting down"}`))
 }
 
 // floor is the least a long-poll server can do in net/http: one log of encoded
@@ -81,9 +118,11 @@ func baselineRoutes(pollTimeout time.Duration) http.Handler {
 // closes to wake every parked poll. A client's seq counts from the log's length
 // when it connected. No mailboxes, limits, expiry or online counts, and the log
 // only grows (the tool's runs are bounded), so what it costs is the HTTP round
-// trips and the parked requests, which any design on net/http pays.
+// trips and the parked requests, which any design on net/http pays. It does
+// shut down as the contract says, so the restart mode can be pointed at it.
 type floor struct {
 	timeout time.Duration
+	closing <-chan struct{} // closed when shutdown starts: every answer is then 503
 	mu      sync.Mutex
 	log     [][]byte       // `"event":E,"data":D` of every message, in order
 	base    map[string]int // len(log) when each id connected
@@ -97,7 +136,7 @@ func (f *floor) connect(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.base[id] = len(f.log)
 	f.mu.Unlock()
-	answer(w, http.StatusOK, []byte(`{"id":"`+id+`"}`))
+	answer(w, http.StatusOK, []byte(`{"id":"`+id+`","pollTimeoutMs":`+strconv.FormatInt(f.timeout.Milliseconds(), 10)+`}`))
 }
 
 // since returns id's messages after its cursor, and the channel to wait on if
@@ -127,6 +166,9 @@ func (f *floor) poll(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-news:
 		case <-t.C:
+		case <-f.closing:
+			f.shuttingDown(w)
+			return
 		case <-r.Context().Done():
 			return
 		}
@@ -235,9 +277,9 @@ func baseline(ctx context.Context, cfg config) (bool, float64, float64) {
 		clients[i] = newWire(cfg, u.Host, i).withTimeout(30 * time.Second)
 	}
 	get := func(_ context.Context, w *wire) error {
-		status, _, err := w.do(http.MethodGet, target, nil, nil)
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("GET %s: status %d", target, status)
+		rep, err := w.do(http.MethodGet, target, nil, nil)
+		if err == nil && rep.status != http.StatusOK {
+			err = fmt.Errorf("GET %s: status %d", target, rep.status)
 		}
 		return err
 	}

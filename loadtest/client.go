@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,25 +21,37 @@ import (
 // run is one load run against one server: its virtual clients, its
 // publishers and the counters every goroutine adds to.
 type run struct {
-	cfg     config
-	base    string       // server root with a trailing slash
-	host    string       // its host:port
-	path    string       // its path, "/" unless the server sits under a prefix
-	shared  *http.Client // a small pool for disconnects (and connects with -separate-connect)
-	clients []*client
-	pubs    []*publisher
+	cfg      config
+	base     string       // server root with a trailing slash
+	host     string       // its host:port
+	path     string       // its path, "/" unless the server sits under a prefix
+	shared   *http.Client // a small pool for disconnects (and connects with -separate-connect)
+	clients  []*client
+	pubs     []*publisher
+	keepGone bool // restart: clients that had to connect again are checked too, not set aside
 
 	parked    atomic.Int64 // polls written to the server and not answered yet
+	responses atomic.Int64 // polls that ended, answered or failed
 	delivered atomic.Int64 // numbered messages received for the first time, all clients
 	lat       atomic.Pointer[histogram]
-	stopping  atomic.Bool // poll loops stop re-polling
+	stopping  atomic.Bool  // poll loops stop re-polling
+	gen       atomic.Int64 // which server process is up: the restart mode counts them from 1
+	quit      atomic.Int64 // clients that gave up after maxFailures in a row
 
-	pollErrs   atomic.Int64 // network errors and unexpected statuses on polls
-	gone       atomic.Int64 // clients told 410 (evicted or expired)
+	spanMu      sync.Mutex // guards the spread of this generation's connects
+	firstConn   time.Time  // when the first successful POST /connect of this generation was sent
+	lastConn    time.Time  // and the last
+	connsInSpan int64
+	genStart    time.Time  // when nextGen was called
+	connAt      *histogram // successful connects of this generation, by time sent after genStart
+
+	pollErrs   atomic.Int64 // failed polls: network errors, 5xx, aborted, wrong shape
+	gone       atomic.Int64 // clients that lost their id at least once (410 or 400)
+	reconnects atomic.Int64 // ids lost, all clients
+	connectErr atomic.Int64 // failed connects
 	emitErrs   atomic.Int64
 	lastErrMu  sync.Mutex
 	lastErr    string
-	connectErr atomic.Int64
 }
 
 // client is one virtual browser tab: its id, its keep-alive connections (one
@@ -46,23 +59,35 @@ type run struct {
 // received.
 type client struct {
 	i    int
-	id   string
 	poll *wire         // connect and every poll
 	send *wire         // emits
 	done chan struct{} // closed when the poll loop returns
 
-	got  atomic.Int64 // numbered messages received for the first time
-	gone atomic.Bool  // the server answered 410
+	id       atomic.Pointer[string] // the current id; written by the poll goroutine only
+	gen      atomic.Int64           // the server generation that gave this id; 0 without one
+	got      atomic.Int64           // numbered messages received for the first time
+	gone     atomic.Bool            // the client lost an id at least once
+	requests atomic.Int64           // connects and polls sent
+	answers  atomic.Int64           // well-formed poll answers received
 
 	// Owned by the poll goroutine; read by others only after done is closed.
-	after    int64
-	seen     [][]uint64 // per publisher, a bitset of message numbers received
-	maxN     []int64    // per publisher, the highest number received
-	dups     int64      // numbered messages received twice
-	reorders int64      // numbered messages received after a higher number from the same publisher
-	seqGaps  int64      // seq values that were not after+1
-	onlines  int64      // online events received
-	order    uint64     // rolling hash of (publisher, number) in arrival order
+	after       int64
+	pollTimeout time.Duration // the server's, from the connect answer
+	seen        [][]uint64    // per publisher, a bitset of message numbers received
+	maxN        []int64       // per publisher, the highest number received
+	dups        int64         // numbered messages received twice
+	reorders    int64         // numbered messages received after a higher number from the same publisher
+	seqGaps     int64         // seq values that were not after+1
+	onlines     int64         // online events received
+	order       uint64        // rolling hash of (publisher, number) in arrival order
+}
+
+// ID is the client's current id, "" while it has none.
+func (c *client) ID() string {
+	if p := c.id.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // publisher emits numbered messages from one client. attempts is the last
@@ -93,24 +118,33 @@ type wireBatch struct {
 	Messages []wireMessage `json:"messages"`
 }
 
+// defaultPollTimeout is assumed when a connect answer does not say pollTimeoutMs.
+const defaultPollTimeout = 25 * time.Second
+
+// maxFailures in a row make a client give up, so that every loop is bounded
+// even against a server that never comes back: four to five minutes of back-off.
+const maxFailures = 36
+
 // newRun prepares clients with their transports; nothing is sent yet.
 func newRun(cfg config, base string, n, pubs int) *run {
 	u, err := url.Parse(base)
 	if err != nil {
 		panic(err) // loopbackBase made base
 	}
-	r := &run{cfg: cfg, base: base, host: u.Host, path: u.Path}
+	r := &run{cfg: cfg, base: base, host: u.Host, path: u.Path, keepGone: cfg.mode == "restart"}
 	r.lat.Store(new(histogram))
+	r.gen.Store(1)
 	r.shared = &http.Client{Transport: newTransport(cfg, 0, cfg.concurrency)}
 	r.clients = make([]*client, n)
 	for i := range r.clients {
 		r.clients[i] = &client{
-			i:    i,
-			poll: newWire(cfg, u.Host, i),
-			send: newWire(cfg, u.Host, i).withTimeout(30 * time.Second),
-			done: make(chan struct{}),
-			seen: make([][]uint64, pubs),
-			maxN: make([]int64, pubs),
+			i:           i,
+			poll:        newWire(cfg, u.Host, i).withTimeout(defaultPollTimeout + hungMargin),
+			send:        newWire(cfg, u.Host, i).withTimeout(30 * time.Second),
+			done:        make(chan struct{}),
+			pollTimeout: defaultPollTimeout,
+			seen:        make([][]uint64, pubs),
+			maxN:        make([]int64, pubs),
 		}
 	}
 	for p := range pubs {
@@ -143,107 +177,190 @@ func (r *run) noteErr(err error) {
 	r.lastErrMu.Unlock()
 }
 
-// connectAll connects every client with -concurrency requests in flight.
-func (r *run) connectAll(ctx context.Context) error {
-	err := forEach(ctx, len(r.clients), r.cfg.concurrency, func(i int) error {
-		c := r.clients[i]
-		if r.cfg.separateConnect {
-			return r.connectShared(ctx, c) // the poll connection will then only ever park GETs
+// startAll starts every client's loop, as browsers arrive: at most -arrival
+// new clients a second (0: no pacing), and at most -concurrency of them
+// between their first request and their first poll on the wire, so a burst
+// of dials does not overflow the server's accept queue. It returns when the
+// last client has started.
+func (r *run) startAll(ctx context.Context) {
+	sem := make(chan struct{}, r.cfg.concurrency)
+	start := time.Now()
+	for i, c := range r.clients {
+		if r.cfg.arrival > 0 {
+			sleep(ctx, time.Until(start.Add(time.Duration(float64(i)/float64(r.cfg.arrival)*float64(time.Second)))))
 		}
-		status, body, err := c.poll.do(http.MethodPost, r.path+"connect", nil, nil)
-		return c.takeID(status, body, err)
-	})
-	if err != nil {
-		r.connectErr.Add(1)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			for _, c := range r.clients[i:] {
+				close(c.done) // no loop ever ran
+			}
+			return
+		}
+		var once sync.Once
+		release := func() { once.Do(func() { <-sem }) }
+		go r.browse(ctx, c, release)
 	}
-	return err
 }
 
-// connectShared asks the server for an id through the shared pool.
-func (r *run) connectShared(ctx context.Context, c *client) error {
+// browse is one tab's life, like client.js: connect, then keep exactly one
+// poll parked, asking again at once with the new cursor after every answer.
+// Every failure waits as the back-off rules say (see wait); a lost id
+// connects again. started is called once the first poll is on the wire or
+// the first attempt failed. The loop stops on ctx, on r.stopping, or after
+// maxFailures in a row.
+func (r *run) browse(ctx context.Context, c *client, started func()) {
+	defer close(c.done)
+	defer started()
+	failures := 0
+	for ctx.Err() == nil && !r.stopping.Load() {
+		var o outcome
+		var retryAfter string
+		var err error
+		if c.ID() == "" {
+			o, retryAfter, err = r.connect(ctx, c)
+		} else {
+			o, retryAfter, err = r.poll(c, started)
+		}
+		if o != connected {
+			started() // a failure, or the first poll is on the wire by now
+		}
+		if ctx.Err() != nil || r.stopping.Load() {
+			return // the run closed the connection: not a failure
+		}
+		if err != nil {
+			r.noteErr(fmt.Errorf("client %d: %w", c.i, err))
+		}
+		switch o {
+		case answered:
+			failures = 0
+			continue
+		case connected, proxyCut:
+			continue
+		case lost:
+			c.id.Store(nil)
+			c.gen.Store(0)
+			r.reconnects.Add(1)
+			if !c.gone.Swap(true) {
+				r.gone.Add(1)
+			}
+		}
+		failures++
+		if failures >= maxFailures {
+			r.quit.Add(1)
+			r.noteErr(fmt.Errorf("client %d gave up after %d failures in a row", c.i, failures))
+			return
+		}
+		sleep(ctx, wait(o, failures, retryAfter, rand.Float64()))
+	}
+}
+
+// connect asks the server for a new id, on the client's own connection (or
+// the shared pool with -separate-connect), and starts a new cursor with it.
+func (r *run) connect(ctx context.Context, c *client) (outcome, string, error) {
+	c.requests.Add(1)
+	gen, sent := r.gen.Load(), time.Now()
+	var rep reply
+	var err error
+	if r.cfg.separateConnect {
+		rep, err = r.connectShared(ctx) // the poll connection will then only ever park GETs
+	} else {
+		rep, err = c.poll.do(http.MethodPost, r.path+"connect", nil, nil)
+	}
+	var v struct {
+		ID            string
+		PollTimeoutMs int64
+	}
+	if err == nil && rep.status == http.StatusOK {
+		if json.Unmarshal(rep.body, &v) != nil || len(v.ID) != 32 {
+			v.ID = ""
+		}
+	}
+	o := connectOutcome(err, rep.status, v.ID != "")
+	if o != connected {
+		if !r.stopping.Load() {
+			r.connectErr.Add(1)
+		}
+		if err == nil {
+			err = fmt.Errorf("connect: status %d %s", rep.status, bytes.TrimSpace(rep.body))
+		}
+		return o, rep.header.Get("Retry-After"), err
+	}
+	c.pollTimeout = defaultPollTimeout
+	if v.PollTimeoutMs > 0 {
+		c.pollTimeout = time.Duration(v.PollTimeoutMs) * time.Millisecond
+	}
+	c.poll.timeout = c.pollTimeout + hungMargin // a poll unanswered this long has hung: abort it
+	c.after = 0
+	c.id.Store(&v.ID)
+	c.gen.Store(gen)
+	r.noteConnect(gen, sent)
+	return connected, "", nil
+}
+
+// connectShared sends POST /connect through the shared pool.
+func (r *run) connectShared(ctx context.Context) (reply, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+"connect", nil)
 	if err != nil {
-		return err
+		return reply{}, err
 	}
 	resp, err := r.shared.Do(req)
 	if err != nil {
-		return c.takeID(0, nil, err)
+		return reply{}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	return c.takeID(resp.StatusCode, body, err)
+	return reply{resp.StatusCode, resp.Header, body}, err
 }
 
-// takeID reads the id out of a connect's answer.
-func (c *client) takeID(status int, body []byte, err error) error {
-	if err != nil {
-		return fmt.Errorf("connect client %d: %w", c.i, err)
+// noteConnect widens the span of successful connects sent to server
+// generation gen, if that is still the current one.
+func (r *run) noteConnect(gen int64, sent time.Time) {
+	r.spanMu.Lock()
+	defer r.spanMu.Unlock()
+	if gen != r.gen.Load() {
+		return
 	}
-	if status != http.StatusOK {
-		return fmt.Errorf("connect client %d: status %d %s", c.i, status, bytes.TrimSpace(body))
+	if r.connsInSpan == 0 || sent.Before(r.firstConn) {
+		r.firstConn = sent
 	}
-	var v struct{ ID string }
-	if err := json.Unmarshal(body, &v); err != nil || len(v.ID) != 32 {
-		return fmt.Errorf("connect client %d: bad body %q (%v)", c.i, body, err)
+	if sent.After(r.lastConn) {
+		r.lastConn = sent
 	}
-	c.id = v.ID
-	return nil
-}
-
-// startPolls starts one poll loop per client. At most -concurrency first
-// polls are being sent at once, so a burst of dials does not overflow the
-// server's accept queue.
-func (r *run) startPolls(ctx context.Context) {
-	sem := make(chan struct{}, r.cfg.concurrency)
-	for _, c := range r.clients {
-		sem <- struct{}{}
-		var once sync.Once
-		release := func() { once.Do(func() { <-sem }) }
-		go r.pollLoop(ctx, c, release)
+	r.connsInSpan++
+	if r.connAt != nil {
+		r.connAt.add(sent.Sub(r.genStart))
 	}
 }
 
-// pollLoop keeps exactly one poll parked for c, like the page: poll, take
-// the batch, poll again at once with the new cursor. It stops on ctx, on
-// r.stopping, on 410, or after too many errors in a row.
-func (r *run) pollLoop(ctx context.Context, c *client, started func()) {
-	defer close(c.done)
-	defer started()
-	errorsInRow := 0
-	for ctx.Err() == nil && !r.stopping.Load() && errorsInRow < 20 {
-		status, err := r.poll(c, started)
-		started()
-		switch {
-		case ctx.Err() != nil || r.stopping.Load():
-			return
-		case err != nil:
-			r.pollErrs.Add(1)
-			r.noteErr(err)
-		case status == http.StatusGone:
-			c.gone.Store(true)
-			r.gone.Add(1)
-			return
-		case status != http.StatusOK:
-			r.pollErrs.Add(1)
-			r.noteErr(fmt.Errorf("poll: status %d", status))
-		default:
-			errorsInRow = 0
-			continue
-		}
-		errorsInRow++
-		select { // back off a little, as the page does
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+// nextGen says a new server process is about to start: connects count
+// toward its span from now on. It returns the new generation.
+func (r *run) nextGen() int64 {
+	r.spanMu.Lock()
+	defer r.spanMu.Unlock()
+	r.firstConn, r.lastConn, r.connsInSpan = time.Time{}, time.Time{}, 0
+	r.genStart, r.connAt = time.Now(), new(histogram)
+	r.shared.CloseIdleConnections() // they went to the old process
+	return r.gen.Add(1)
+}
+
+// connectSpan is the first and last successful connect sent to the current
+// server generation, how many there were, and (after nextGen) when they were
+// sent, counted from nextGen.
+func (r *run) connectSpan() (time.Time, time.Time, int64, *histogram) {
+	r.spanMu.Lock()
+	defer r.spanMu.Unlock()
+	return r.firstConn, r.lastConn, r.connsInSpan, r.connAt
 }
 
 // poll sends one GET /poll and takes in its batch. r.parked counts it from
 // the moment its request is written until its response arrives.
-func (r *run) poll(c *client, written func()) (int, error) {
+func (r *run) poll(c *client, written func()) (outcome, string, error) {
 	counted := false
-	target := r.path + "poll?id=" + c.id + "&after=" + strconv.FormatInt(c.after, 10)
-	status, body, err := c.poll.do(http.MethodGet, target, nil, func() {
+	target := r.path + "poll?id=" + c.ID() + "&after=" + strconv.FormatInt(c.after, 10)
+	c.requests.Add(1)
+	sent := time.Now()
+	rep, err := c.poll.do(http.MethodGet, target, nil, func() {
 		if !counted {
 			counted = true
 			r.parked.Add(1)
@@ -253,18 +370,30 @@ func (r *run) poll(c *client, written func()) (int, error) {
 	if counted {
 		r.parked.Add(-1)
 	}
-	if err != nil || status != http.StatusOK {
-		return status, err
-	}
+	r.responses.Add(1)
 	var b wireBatch
-	if err := json.Unmarshal(body, &b); err != nil {
-		return 0, fmt.Errorf("poll body: %w", err)
+	wellFormed := false
+	if err == nil && rep.status == http.StatusOK {
+		// A well-formed answer has a messages array; null or missing is not one.
+		wellFormed = json.Unmarshal(rep.body, &b) == nil && b.Messages != nil
 	}
-	now := time.Now()
-	for _, m := range b.Messages {
-		r.take(c, m, now)
+	o := pollOutcome(err, rep.status, wellFormed, time.Since(sent))
+	switch o {
+	case answered:
+		c.answers.Add(1)
+		now := time.Now()
+		for _, m := range b.Messages {
+			r.take(c, m, now)
+		}
+	case failed, busy, lost:
+		if !r.stopping.Load() && o != lost {
+			r.pollErrs.Add(1)
+		}
+		if err == nil {
+			err = fmt.Errorf("poll: status %d %s", rep.status, bytes.TrimSpace(rep.body))
+		}
 	}
-	return http.StatusOK, nil
+	return o, rep.header.Get("Retry-After"), err
 }
 
 // take checks one message against everything c has received so far.
@@ -307,13 +436,20 @@ func (r *run) take(c *client, m wireMessage, now time.Time) {
 	r.lat.Load().add(now.Sub(time.Unix(0, p.T)))
 }
 
+// succeeded is the number of the publisher's emits that were answered 204.
+func (pub *publisher) succeeded() int64 {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	return pub.attempts.Load() - int64(len(pub.failed))
+}
+
 // emit sends the publisher's next numbered message and waits for its 204.
 func (r *run) emit(pub *publisher) error {
 	n := pub.attempts.Add(1)
 	body := fmt.Appendf(nil, `{"event":"load","data":{"p":%d,"n":%d,"t":%d}}`, pub.p, n, time.Now().UnixNano())
-	status, answer, err := pub.c.send.do(http.MethodPost, r.path+"emit?id="+pub.c.id, body, nil)
-	if err == nil && status != http.StatusNoContent {
-		err = fmt.Errorf("POST /emit: status %d %s", status, bytes.TrimSpace(answer))
+	rep, err := pub.c.send.do(http.MethodPost, r.path+"emit?id="+pub.c.ID(), body, nil)
+	if err == nil && rep.status != http.StatusNoContent {
+		err = fmt.Errorf("POST /emit: status %d %s", rep.status, bytes.TrimSpace(rep.body))
 	}
 	if err != nil {
 		pub.mu.Lock()
@@ -346,29 +482,58 @@ func (r *run) post(ctx context.Context, hc *http.Client, path string, body []byt
 	return nil
 }
 
-// live is the number of clients the server has not told 410.
-func (r *run) live() int { return len(r.clients) - int(r.gone.Load()) }
+// live is the number of clients still trying: those that have not given up.
+func (r *run) live() int { return len(r.clients) - int(r.quit.Load()) }
 
-// waitParked waits until every live client has a poll parked and that has
-// held for settle: the server answers a poll at once unless it parks it, so
-// a poll unanswered for that long is parked. It gives up after limit.
-func (r *run) waitParked(ctx context.Context, settle, limit time.Duration) (int, time.Duration) {
+// onCurrentGen is the number of clients whose id came from the server
+// process that is up now.
+func (r *run) onCurrentGen() int {
+	gen, n := r.gen.Load(), 0
+	for _, c := range r.clients {
+		if c.gen.Load() == gen {
+			n++
+		}
+	}
+	return n
+}
+
+// waitParked waits until every live client has an id from the current server
+// and a poll parked there, and that has held for settle with no poll
+// answered: the server answers a poll at once unless it parks it, so a poll
+// unanswered for that long is parked. It returns how many were parked, when
+// they all were for the first time (and calls atFirst, if not nil, then), and
+// when the quiet spell that ended the wait began: a server that sends a count
+// once a crowd has settled answers every poll once more between the two.
+func (r *run) waitParked(ctx context.Context, settle, limit time.Duration, atFirst func()) (int, time.Time, time.Time) {
 	start := time.Now()
-	var since time.Time
+	var since, first time.Time
+	var answers int64
 	for time.Since(start) < limit && ctx.Err() == nil {
-		if int(r.parked.Load()) >= r.live() {
+		live, n := r.live(), r.responses.Load()
+		all := int(r.parked.Load()) >= live && r.onCurrentGen() >= live
+		if all && first.IsZero() {
+			first = time.Now()
+			if atFirst != nil {
+				atFirst()
+			}
+		}
+		if all && n == answers {
 			if since.IsZero() {
 				since = time.Now()
 			}
 			if time.Since(since) >= settle {
-				return int(r.parked.Load()), since.Sub(start)
+				return int(r.parked.Load()), first, since
 			}
 		} else {
 			since = time.Time{}
 		}
+		answers = n
 		sleep(ctx, 20*time.Millisecond)
 	}
-	return int(r.parked.Load()), time.Since(start)
+	if first.IsZero() {
+		first = time.Now()
+	}
+	return int(r.parked.Load()), first, time.Now()
 }
 
 // waitDelivered waits until every live client has received want numbered
@@ -384,11 +549,12 @@ func (r *run) waitDelivered(ctx context.Context, want int64, limit time.Duration
 	return r.minGot() >= want
 }
 
-// minGot is the fewest numbered messages any live client has received.
+// minGot is the fewest numbered messages any checked client has received:
+// clients that lost their id are set aside, except in the restart mode.
 func (r *run) minGot() int64 {
 	m := int64(-1)
 	for _, c := range r.clients {
-		if c.gone.Load() {
+		if c.gone.Load() && !r.keepGone {
 			continue
 		}
 		if g := c.got.Load(); m < 0 || g < m {
@@ -417,8 +583,8 @@ func (r *run) stop(cancelPolls context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	forEach(ctx, len(r.clients), r.cfg.concurrency, func(i int) error {
-		if c := r.clients[i]; c.id != "" {
-			r.post(ctx, r.shared, "disconnect?id="+c.id, nil, http.StatusNoContent)
+		if id := r.clients[i].ID(); id != "" {
+			r.post(ctx, r.shared, "disconnect?id="+id, nil, http.StatusNoContent)
 		}
 		return nil
 	})
@@ -427,12 +593,15 @@ func (r *run) stop(cancelPolls context.CancelFunc) {
 
 // verdict is what every mode checks at the end: loss, duplicates, order.
 type verdict struct {
-	expected, delivered, lost, dups, reorders, seqGaps, orderMismatch, gone int64
+	expected, delivered, lost, dups, reorders, seqGaps, orderMismatch int64
+	gone                                                              int64 // clients set aside because they lost their id (evicted, expired)
+	reconnected                                                       int64 // restart: clients that connected again, and were checked all the same
 }
 
-// check counts, for every client the server did not evict, the numbered
-// messages that were emitted with a 204 and never arrived, those that arrived
-// twice or out of order, and whether every such client saw the same order.
+// check counts, for every client that kept its id (in the restart mode:
+// every client), the numbered messages that were emitted with a 204 and never
+// arrived, those that arrived twice or out of order, and whether every such
+// client saw the same order.
 func (r *run) check() verdict {
 	var v verdict
 	hashes := map[uint64]int64{}
@@ -442,7 +611,9 @@ func (r *run) check() verdict {
 		default:
 			panic("check before every poll loop stopped")
 		}
-		if c.gone.Load() {
+		if c.gone.Load() && r.keepGone {
+			v.reconnected++
+		} else if c.gone.Load() {
 			v.gone++
 			continue
 		}
@@ -481,8 +652,8 @@ func (r *run) check() verdict {
 
 // String is the verdict as key=value pairs.
 func (v verdict) String() string {
-	return fmt.Sprintf("delivered=%d/%d lost=%d dup=%d reorder=%d seq_gaps=%d order_mismatch=%d evicted=%d",
-		v.delivered, v.expected, v.lost, v.dups, v.reorders, v.seqGaps, v.orderMismatch, v.gone)
+	return fmt.Sprintf("delivered=%d/%d lost=%d dup=%d reorder=%d seq_gaps=%d order_mismatch=%d evicted=%d reconnected=%d",
+		v.delivered, v.expected, v.lost, v.dups, v.reorders, v.seqGaps, v.orderMismatch, v.gone, v.reconnected)
 }
 
 // ok says whether nothing was lost, duplicated or reordered.
@@ -492,7 +663,8 @@ func (v verdict) ok() bool {
 
 // errors is the error counters as key=value pairs.
 func (r *run) errors() string {
-	s := fmt.Sprintf("poll_errors=%d emit_errors=%d", r.pollErrs.Load(), r.emitErrs.Load())
+	s := fmt.Sprintf("poll_errors=%d connect_errors=%d reconnects=%d gave_up=%d emit_errors=%d",
+		r.pollErrs.Load(), r.connectErr.Load(), r.reconnects.Load(), r.quit.Load(), r.emitErrs.Load())
 	r.lastErrMu.Lock()
 	defer r.lastErrMu.Unlock()
 	if r.lastErr != "" {

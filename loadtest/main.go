@@ -1,6 +1,7 @@
 // Command loadtest drives a running long-poll server the way the chat page
-// does: N virtual clients connect, each keeps exactly one poll parked with
-// its own cursor and keep-alive connection, and publishers emit numbered,
+// does: N virtual clients arrive, each connects and at once keeps exactly one
+// poll parked with its own cursor and keep-alive connection, backing off and
+// reconnecting exactly as client.js does, and publishers emit numbered,
 // timestamped messages. Every mode checks that nothing was lost, duplicated
 // or reordered, and, given the server's -pid, reads its memory and CPU time
 // from /proc. Run the server and this tool as separate processes:
@@ -8,14 +9,17 @@
 //	go build -o /tmp/srv .
 //	/tmp/srv -addr 127.0.0.1:8080 &   # on its own, so that $! is the server's pid
 //	go run ./loadtest -url http://127.0.0.1:8080 -pid $! -mode hold
+//	go run ./loadtest -mode restart -server "/tmp/srv -addr 127.0.0.1:8081"
 //
-// Modes: hold (N parked, memory per client, broadcast wake-up time), fanout
-// (one publisher at a fixed rate, loss and CPU per delivery), flood
-// (publishers as fast as the clients keep up, deliveries per second),
-// baseline (the same client against a trivial server it starts itself, the
-// machine's limit for comparison) and serve-baseline (that trivial server,
-// which also serves the contract the least way net/http allows, so hold and
-// fanout can measure that floor too).
+// Modes: hold (N arrive and park: the ramp, memory per client after the ramp
+// and in the steady state, broadcast wake-up time), restart (N parked, the
+// server stopped with SIGTERM and started again by the tool: how the clients
+// come back), fanout (one publisher at a fixed rate, loss and CPU per
+// delivery), flood (publishers as fast as the clients keep up, deliveries per
+// second), baseline (the same client against a trivial server it starts
+// itself, the machine's limit for comparison) and serve-baseline (that
+// trivial server, which also serves the contract the least way net/http
+// allows, so every other mode can measure that floor too).
 //
 // Every loop is bounded in count and time, and all traffic goes to the given
 // loopback URL. The last line of every mode is a "SUMMARY" line of key=value
@@ -26,10 +30,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -48,6 +54,8 @@ type config struct {
 	publishers      int           // flood: publishing clients
 	window          int           // flood: how far the slowest client may lag
 	concurrency     int           // connects, first polls and goodbyes in flight
+	arrival         arrivalRate   // new clients a second (0: as fast as the tool goes)
+	server          string        // restart: the server's command line
 	sources         int           // source addresses 127.0.0.1..N (0: one per 10,000 clients)
 	separateConnect bool          // connect on another connection than the polls
 	compare         bool          // fanout, flood: also run baseline and print the ratio
@@ -55,25 +63,33 @@ type config struct {
 	timeout         time.Duration // hard limit on the whole run
 	addr            string        // serve-baseline: listen address
 	pollTimeout     time.Duration // serve-baseline: how long /poll parks
+	readRate        int           // slow: bytes a second each reader takes
+	backlogMiB      int           // slow: MiB waiting in every mailbox
+	maxBatch        int           // slow: the server's -max-batch, for the memory bound
 	debugAddr       string        // serve-baseline: pprof and runtime metrics here
 }
 
 // defaultN is each mode's client count when -n is not given.
-var defaultN = map[string]int{"hold": 10000, "fanout": 1000, "flood": 100, "baseline": 1000}
+var defaultN = map[string]int{"hold": 10000, "restart": 10000, "fanout": 1000, "flood": 100, "baseline": 1000, "slow": 12}
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.mode, "mode", "", "hold, fanout, flood, baseline or serve-baseline")
-	flag.StringVar(&cfg.url, "url", "", "server root, on 127.0.0.x (baseline: empty starts its own trivial server)")
+	flag.StringVar(&cfg.mode, "mode", "", "hold, restart, fanout, flood, slow, baseline or serve-baseline")
+	flag.StringVar(&cfg.url, "url", "", "server root, on 127.0.0.x (baseline: empty starts its own trivial server; restart: empty takes -server's -addr)")
 	flag.IntVar(&cfg.pid, "pid", 0, "server pid, to read its RSS and CPU time from /proc")
-	flag.IntVar(&cfg.n, "n", 0, "virtual clients (default hold 10000, fanout 1000, flood 100, baseline 1000)")
+	flag.IntVar(&cfg.n, "n", 0, "virtual clients (default hold and restart 10000, fanout 1000, flood 100, slow 12, baseline 1000)")
 	flag.Float64Var(&cfg.rate, "rate", 20, "fanout: messages per second")
-	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "fanout, flood, baseline: how long to send")
-	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "hold: broadcasts to time (0: only measure memory)")
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "fanout, flood, baseline: how long to send; slow: how long to read")
+	flag.IntVar(&cfg.readRate, "read-rate", 8000, "slow: bytes a second each reader takes")
+	flag.IntVar(&cfg.backlogMiB, "backlog-mib", 57, "slow: MiB of messages waiting in every mailbox (at most -mailbox messages of 60,000 bytes)")
+	flag.IntVar(&cfg.maxBatch, "max-batch", 65536, "slow: the server's -max-batch, for the memory bound")
+	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "hold: broadcasts to time (0: only measure memory); restart: broadcasts after the recovery")
 	flag.DurationVar(&cfg.linger, "linger", 0, "hold: keep every poll parked this long at the end (to profile the server)")
 	flag.IntVar(&cfg.publishers, "publishers", 4, "flood: publishing clients")
 	flag.IntVar(&cfg.window, "window", 512, "flood: most messages the slowest client may lag behind (0: no limit)")
-	flag.IntVar(&cfg.concurrency, "concurrency", 100, "connects, first polls and goodbyes in flight")
+	flag.IntVar(&cfg.concurrency, "concurrency", 100, "clients between their connect and their first poll, and goodbyes, in flight")
+	flag.Var(&cfg.arrival, "arrival", "new clients a second, as `N/s` or N; each connects and polls at once (0: as fast as -concurrency allows)")
+	flag.StringVar(&cfg.server, "server", "", "restart: the server's command line, split on spaces, with a fixed 127.0.0.x -addr")
 	flag.IntVar(&cfg.sources, "sources", 0, "spread connections over source addresses 127.0.0.1..N (0: one per 10000 clients)")
 	flag.BoolVar(&cfg.separateConnect, "separate-connect", false, "connect on a shared connection, so poll connections only ever park GETs")
 	flag.BoolVar(&cfg.compare, "compare", false, "fanout, flood: then run baseline with the same -n and -duration and print the ratio")
@@ -97,7 +113,7 @@ func runMode(cfg config) int {
 		return 0
 	}
 	if _, ok := defaultN[cfg.mode]; !ok {
-		fmt.Fprintln(os.Stderr, "loadtest: -mode must be hold, fanout, flood, baseline or serve-baseline")
+		fmt.Fprintln(os.Stderr, "loadtest: -mode must be hold, restart, fanout, flood, slow, baseline or serve-baseline")
 		return 2
 	}
 	if cfg.n <= 0 {
@@ -107,6 +123,21 @@ func runMode(cfg config) int {
 		cfg.sources = 1 + (cfg.n-1)/10000
 	}
 	cfg.concurrency = max(cfg.concurrency, 1)
+	var serverArgs []string
+	if cfg.mode == "restart" {
+		serverArgs = strings.Fields(cfg.server)
+		if len(serverArgs) == 0 {
+			fmt.Fprintln(os.Stderr, `loadtest: -mode restart needs -server "/path/to/server -addr 127.0.0.1:PORT ..."`)
+			return 2
+		}
+		if cfg.url == "" {
+			var err error
+			if cfg.url, err = serverURL(serverArgs); err != nil {
+				fmt.Fprintln(os.Stderr, "loadtest:", err)
+				return 2
+			}
+		}
+	}
 	base := ""
 	if cfg.url != "" || cfg.mode != "baseline" {
 		var err error
@@ -135,6 +166,8 @@ func runMode(cfg config) int {
 	switch cfg.mode {
 	case "hold":
 		pass = hold(ctx, cfg, base)
+	case "restart":
+		pass, _ = restart(ctx, cfg, serverArgs, base)
 	case "fanout":
 		var perDelivery float64
 		pass, perDelivery = fanout(ctx, cfg, base)
@@ -152,6 +185,8 @@ func runMode(cfg config) int {
 				say("ratio: flood deliveries/s / trivial requests/s = %.0f / %.0f = %.2f", rate, reqRate, rate/reqRate)
 			}) && pass
 		}
+	case "slow":
+		pass = slow(ctx, cfg, base)
 	case "baseline":
 		pass, _, _ = baseline(ctx, cfg)
 	}
@@ -228,4 +263,23 @@ func summary(mode string, pass bool, format string, args ...any) {
 		verdict = "PASS"
 	}
 	fmt.Printf("SUMMARY mode=%s "+format+" result=%s\n", append(append([]any{mode}, args...), verdict)...)
+}
+
+// arrivalRate is the -arrival flag: clients a second, written "500/s" or "500".
+type arrivalRate float64
+
+func (a arrivalRate) String() string {
+	if a == 0 {
+		return "0: as fast as the tool goes"
+	}
+	return strconv.FormatFloat(float64(a), 'f', -1, 64) + "/s"
+}
+
+func (a *arrivalRate) Set(s string) error {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "/s"), 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return fmt.Errorf("want clients a second like 500/s, not %q", s)
+	}
+	*a = arrivalRate(v)
+	return nil
 }

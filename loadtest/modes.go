@@ -7,10 +7,25 @@ import (
 	"time"
 )
 
-// setup connects n clients, starts their polls and waits until all are
-// parked. It returns the run, a function that ends it, and an error when
-// the server did not take every client.
-func setup(ctx context.Context, cfg config, base string, n, pubs int) (*run, func(), error) {
+// ramp is what setup measured while the crowd arrived.
+type ramp struct {
+	took                      time.Duration // from the first connect sent to every client parked
+	settled                   time.Duration // ... to every client parked with no answer for 1s
+	answersMax, requestsMax   int64         // per client, during the ramp
+	answersMean, requestsMean float64
+}
+
+// String is the ramp as key=value pairs.
+func (rp ramp) String() string {
+	return fmt.Sprintf("ramp_s=%.2f settled_s=%.2f ramp_answers_max=%d ramp_answers_mean=%.2f ramp_requests_max=%d ramp_requests_mean=%.2f",
+		rp.took.Seconds(), rp.settled.Seconds(), rp.answersMax, rp.answersMean, rp.requestsMax, rp.requestsMean)
+}
+
+// setup starts n clients the way browsers arrive, each connecting and polling
+// at once, and waits until all are parked. It returns the run, a function
+// that ends it, what the ramp took, and an error when the server did not take
+// every client.
+func setup(ctx context.Context, cfg config, base string, n, pubs int) (*run, func(), ramp, error) {
 	r := newRun(cfg, base, n, pubs)
 	pollCtx, cancelPolls := context.WithCancel(ctx)
 	stopped := false
@@ -22,39 +37,47 @@ func setup(ctx context.Context, cfg config, base string, n, pubs int) (*run, fun
 	}
 
 	start := time.Now()
-	if err := r.connectAll(ctx); err != nil {
-		cancelPolls()
-		r.stopping.Store(true)
-		for _, c := range r.clients {
-			close(c.done) // no poll loop ever ran
-		}
-		r.stop(cancelPolls)
-		return nil, nil, err
-	}
-	took := time.Since(start)
-	say("connected %d clients in %s (%.0f/s)", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
-
-	// Connect everybody first and only then poll: every connect sends an
-	// online event, which would wake every poll already parked.
-	r.startPolls(pollCtx)
-	parked, took := r.waitParked(ctx, time.Second, 2*time.Minute)
-	say("parked %d/%d polls (all polls written and unanswered for 1s) after %s", parked, n, took.Round(time.Millisecond))
+	r.startAll(pollCtx)
+	say("started %d clients in %s (arrival %s)", n, time.Since(start).Round(time.Millisecond), cfg.arrival)
+	var rp ramp
+	parked, first, settled := r.waitParked(ctx, time.Second, 2*time.Minute, func() {
+		rp.answersMax, rp.answersMean = r.perClient(func(c *client) int64 { return c.answers.Load() })
+		rp.requestsMax, rp.requestsMean = r.perClient(func(c *client) int64 { return c.requests.Load() })
+	})
+	rp.took, rp.settled = first.Sub(start), settled.Sub(start)
+	say("ramp: %d/%d parked %s after the first connect; per client until then: poll answers max %d mean %.2f, requests max %d mean %.2f; settled (all parked, no answer for 1s) after %s; %s",
+		parked, n, rp.took.Round(time.Millisecond), rp.answersMax, rp.answersMean, rp.requestsMax, rp.requestsMean, rp.settled.Round(time.Millisecond), r.errors())
 	if parked < n {
 		stop()
-		return nil, nil, fmt.Errorf("only %d of %d polls parked: %s", parked, n, r.errors())
+		return nil, nil, rp, fmt.Errorf("only %d of %d polls parked: %s", parked, n, r.errors())
 	}
-	return r, stop, nil
+	return r, stop, rp, nil
 }
 
-// hold parks N polls, measures the server's memory per parked client, then
-// times a few broadcasts reaching all of them.
+// perClient is the largest and the mean of f over every client.
+func (r *run) perClient(f func(c *client) int64) (int64, float64) {
+	var most, sum int64
+	for _, c := range r.clients {
+		v := f(c)
+		most = max(most, v)
+		sum += v
+	}
+	return most, float64(sum) / float64(max(len(r.clients), 1))
+}
+
+// hold lets N clients arrive and park, measures the server's memory per
+// parked client, then times a few broadcasts reaching all of them. Memory is
+// read twice: once the ramp is over, and in the steady state, after the
+// first broadcast, when every connection has answered once and parked again
+// (what a running server holds).
 func hold(ctx context.Context, cfg config, base string) bool {
 	pr := probe{cfg.pid}
 	rss0 := pr.rss()
 	say("server rss before connecting: %s", mib(rss0))
-	r, stop, err := setup(ctx, cfg, base, cfg.n, 1)
+	r, stop, rp, err := setup(ctx, cfg, base, cfg.n, 1)
 	if err != nil {
 		say("FAIL: %v", err)
+		summary("hold", false, "n=%d %s", cfg.n, rp)
 		return false
 	}
 	defer stop()
@@ -62,39 +85,28 @@ func hold(ctx context.Context, cfg config, base string) bool {
 	// Give the server's garbage collector a moment, then read its RSS.
 	sleep(ctx, 2*time.Second)
 	rss1 := pr.rss()
-	perClient := "n/a"
+	kibPer := func(rss int64) string {
+		if cfg.pid == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.1f", float64(rss-rss0)/float64(cfg.n)/1024)
+	}
 	if cfg.pid != 0 {
-		perClient = fmt.Sprintf("%.1f", float64(rss1-rss0)/float64(cfg.n)/1024)
-		say("server rss with %d parked: %s, %s KiB per parked client over the idle server (%.1f KiB total/N)",
-			cfg.n, mib(rss1), perClient, float64(rss1)/float64(cfg.n)/1024)
+		say("server rss with %d parked after the ramp: %s, %s KiB per parked client over the idle server (%.1f KiB total/N)",
+			cfg.n, mib(rss1), kibPer(rss1), float64(rss1)/float64(cfg.n)/1024)
 	}
 
 	all := new(histogram)
-	self := probe{os.Getpid()}
-	var worst time.Duration
+	var rssSteady int64
 	reached := true
 	for b := 1; b <= cfg.broadcasts && ctx.Err() == nil; b++ {
-		if parked, _ := r.waitParked(ctx, 500*time.Millisecond, 30*time.Second); parked < r.live() {
-			say("broadcast %d: only %d/%d parked before it", b, parked, r.live())
+		reached = timeBroadcast(ctx, r, pr, b, all) && reached
+		if b == 1 && cfg.pid != 0 {
+			sleep(ctx, 2*time.Second)
+			rssSteady = pr.rss()
+			say("server rss in the steady state (every client answered once and parked again): %s, %s KiB per parked client over the idle server",
+				mib(rssSteady), kibPer(rssSteady))
 		}
-		h := new(histogram)
-		r.lat.Store(h)
-		cpu0, own0, start := pr.cpu(), self.cpu(), time.Now()
-		if err := r.emit(r.pubs[0]); err != nil {
-			say("broadcast %d: emit failed: %v", b, err)
-			reached = false
-			continue
-		}
-		emitTook := time.Since(start)
-		ok := r.waitDelivered(ctx, int64(b), 30*time.Second)
-		reached = reached && ok
-		// Wait for the re-polls too: their cost is part of every delivery.
-		r.waitParked(ctx, 200*time.Millisecond, 30*time.Second)
-		cpu, own := pr.cpu()-cpu0, self.cpu()-own0
-		say("broadcast %d: reached %d/%d clients, %s (emit answered 204 after %s); cpu for the broadcast and the re-polls: server %s, loadtest %s",
-			b, h.count(), r.live(), h.summary(""), ms(emitTook), cpu, own)
-		worst = max(worst, time.Duration(h.max.Load()))
-		merge(all, h)
 	}
 	rss2 := pr.rss()
 	if cfg.pid != 0 {
@@ -108,9 +120,39 @@ func hold(ctx context.Context, cfg config, base string) bool {
 	v := r.check()
 	say("checks: %s %s", v, r.errors())
 	pass := reached && v.ok() && r.emitErrs.Load() == 0
-	summary("hold", pass, "n=%d parked=%d rss_idle=%s rss_parked=%s rss_per_client_kib=%s broadcasts=%d %s %s",
-		cfg.n, cfg.n, mib(rss0), mib(rss1), perClient, cfg.broadcasts, all.summary("wake_"), v)
+	steady, steadyPer := "n/a", "n/a"
+	if rssSteady > 0 {
+		steady, steadyPer = mib(rssSteady), kibPer(rssSteady)
+	}
+	summary("hold", pass, "n=%d parked=%d %s rss_idle=%s rss_parked=%s rss_per_client_kib=%s rss_steady=%s rss_steady_per_client_kib=%s broadcasts=%d %s %s",
+		cfg.n, cfg.n, rp, mib(rss0), mib(rss1), kibPer(rss1), steady, steadyPer, cfg.broadcasts, all.summary("wake_"), v)
 	return pass
+}
+
+// timeBroadcast sends broadcast number b from the first publisher once every
+// client is parked, and times its reaching them all and their polling again;
+// it adds the wake-up times to all and reports whether every client had it.
+func timeBroadcast(ctx context.Context, r *run, pr probe, b int, all *histogram) bool {
+	if parked, _, _ := r.waitParked(ctx, 500*time.Millisecond, 30*time.Second, nil); parked < r.live() {
+		say("broadcast %d: only %d/%d parked before it", b, parked, r.live())
+	}
+	h := new(histogram)
+	r.lat.Store(h)
+	self := probe{os.Getpid()}
+	cpu0, own0, start := pr.cpu(), self.cpu(), time.Now()
+	if err := r.emit(r.pubs[0]); err != nil {
+		say("broadcast %d: emit failed: %v", b, err)
+		return false
+	}
+	emitTook := time.Since(start)
+	ok := r.waitDelivered(ctx, r.pubs[0].succeeded(), 30*time.Second)
+	// Wait for the re-polls too: their cost is part of every delivery.
+	r.waitParked(ctx, 200*time.Millisecond, 30*time.Second, nil)
+	cpu, own := pr.cpu()-cpu0, self.cpu()-own0
+	say("broadcast %d: reached %d/%d clients, %s (emit answered 204 after %s); cpu for the broadcast and the re-polls: server %s, loadtest %s",
+		b, h.count(), r.live(), h.summary(""), ms(emitTook), cpu, own)
+	merge(all, h)
+	return ok
 }
 
 // merge adds every count of src to dst.
@@ -130,7 +172,7 @@ func merge(dst, src *histogram) {
 // measures loss, latency and the server's CPU time per delivered message.
 func fanout(ctx context.Context, cfg config, base string) (bool, float64) {
 	pr := probe{cfg.pid}
-	r, stop, err := setup(ctx, cfg, base, cfg.n, 1)
+	r, stop, _, err := setup(ctx, cfg, base, cfg.n, 1)
 	if err != nil {
 		say("FAIL: %v", err)
 		return false, 0
@@ -176,7 +218,7 @@ func fanout(ctx context.Context, cfg config, base string) (bool, float64) {
 func flood(ctx context.Context, cfg config, base string) (bool, float64) {
 	pr := probe{cfg.pid}
 	pubs := min(cfg.publishers, cfg.n)
-	r, stop, err := setup(ctx, cfg, base, cfg.n, pubs)
+	r, stop, _, err := setup(ctx, cfg, base, cfg.n, pubs)
 	if err != nil {
 		say("FAIL: %v", err)
 		return false, 0

@@ -20,7 +20,7 @@ import (
 // the server does not get, so the figures would measure the tool, not the server.
 type wire struct {
 	host    string        // the Host header
-	timeout time.Duration // a deadline for each request; 0 for polls, which park
+	timeout time.Duration // a deadline for each request (polls: the server's poll timeout and a margin)
 	dial    func() (net.Conn, error)
 	buf     []byte // the request being written, reused
 
@@ -49,23 +49,30 @@ func (w *wire) withTimeout(d time.Duration) *wire {
 	return w
 }
 
-// do sends one request and returns the status and the whole body. written, if not
-// nil, is called once the request is on the wire. A request on a kept-alive
+// reply is one response: its status, headers and whole body.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// do sends one request and returns its response. written, if not nil, is
+// called once the request is on the wire. A request on a kept-alive
 // connection that the server had closed is sent again once on a new connection,
 // but only if no byte of a response arrived.
-func (w *wire) do(method, target string, body []byte, written func()) (int, []byte, error) {
+func (w *wire) do(method, target string, body []byte, written func()) (reply, error) {
 	for attempt := 0; ; attempt++ {
 		conn, br, reused, err := w.connection()
 		if err != nil {
-			return 0, nil, err
+			return reply{}, err
 		}
-		status, b, err := w.roundTrip(conn, br, method, target, body, written)
+		rep, err := w.roundTrip(conn, br, method, target, body, written)
 		if err == nil {
-			return status, b, nil
+			return rep, nil
 		}
 		w.drop(conn)
 		if !reused || attempt > 0 || !errors.Is(err, io.EOF) {
-			return 0, nil, err
+			return reply{}, err
 		}
 	}
 }
@@ -89,7 +96,7 @@ func (w *wire) connection() (net.Conn, *bufio.Reader, bool, error) {
 }
 
 // roundTrip writes one request on conn and reads its response.
-func (w *wire) roundTrip(conn net.Conn, br *bufio.Reader, method, target string, body []byte, written func()) (int, []byte, error) {
+func (w *wire) roundTrip(conn net.Conn, br *bufio.Reader, method, target string, body []byte, written func()) (reply, error) {
 	b := append(w.buf[:0], method...)
 	b = append(b, ' ')
 	b = append(b, target...)
@@ -106,7 +113,7 @@ func (w *wire) roundTrip(conn net.Conn, br *bufio.Reader, method, target string,
 		conn.SetDeadline(time.Now().Add(w.timeout))
 	}
 	if _, err := conn.Write(b); err != nil {
-		return 0, nil, err
+		return reply{}, err
 	}
 	if written != nil {
 		written()
@@ -116,17 +123,17 @@ func (w *wire) roundTrip(conn net.Conn, br *bufio.Reader, method, target string,
 		if errors.Is(err, io.ErrUnexpectedEOF) && br.Buffered() == 0 {
 			err = io.EOF // closed before any byte of an answer: safe to send again
 		}
-		return 0, nil, err
+		return reply{}, err
 	}
 	data, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		return 0, nil, fmt.Errorf("read body: %w", err)
+		return reply{}, fmt.Errorf("read body: %w", err)
 	}
 	if resp.Close {
 		w.drop(conn)
 	}
-	return resp.StatusCode, data, nil
+	return reply{resp.StatusCode, resp.Header, data}, nil
 }
 
 // drop closes conn if it is still the wire's connection, so the next request dials.
