@@ -285,7 +285,7 @@ export function connect(base = "", options = {}) {
       if (r.status === 204) return;
       // The leader may have replaced the id while we sent: try the new one once.
       if (r.status === 410 && id && id !== used && tries === 0) continue;
-      throw new Error(r.error ? `${r.error} error` : errorText(r.text) || "HTTP " + r.status);
+      throw new Error(failed[r.error] ?? (errorText(r.text) || "HTTP " + r.status));
     }
   }
 
@@ -471,6 +471,9 @@ function environment(o) {
     sendBeacon: o.sendBeacon ?? (nav?.sendBeacon ? (url) => nav.sendBeacon(url) : null),
   };
 }
+
+// failed words ask's errors for an emit's rejection, which the page shows.
+const failed = { network: "network error", hung: "no answer from the server", stopped: "the page is closing" };
 
 // wellFormed says whether a poll's 200 is the contract's shape; anything else
 // is a failure, so a broken proxy's page cannot reset the back-off.
