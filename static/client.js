@@ -63,6 +63,8 @@ export function connect(base = "", options = {}) {
 
   // --- what the page hears -------------------------------------------------
 
+  // setStatus tells the status handlers (and, from the leader, the other
+  // tabs), only when the state really changes.
   function setStatus(s) {
     if (s === status) return;
     status = s;
@@ -76,6 +78,8 @@ export function connect(base = "", options = {}) {
     for (const fn of handlers.get(event) ?? []) safely(fn, data);
   }
 
+  // missed tells the page, here and in the other tabs, that the server
+  // forgot us and what was sent since lostAt may be missing.
   function missed(lostAt) {
     if (role === "leader") tabs?.post({ type: "missed", lostAt });
     for (const fn of missedHandlers) safely(fn, new Date(lostAt));
