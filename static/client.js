@@ -417,7 +417,19 @@ export function connect(base = "", options = {}) {
 
     // onWire registers fn(event) for every request and wait of this browser,
     // as it starts and as it ends: what the wire panel shows. The chat itself
-    // does not need it.
+    // does not need it. Every event has kind, tab (who made it; compare with
+    // socket.tab) and at (ms since 1970). Requests and waits come in pairs,
+    // phase "start" then "end", sharing n (per tab); an end adds ms, outcome
+    // and status. By kind:
+    //   poll     after, id; end: parkedMs, seqs, events, why (410/400),
+    //            retryAfter (503); outcome answer|empty|cut|gone|busy|
+    //            malformed|http|network|hung|stopped
+    //   connect  end: id, pollTimeoutMs, said (the server gave it); outcome ok|http|network|hung
+    //   emit     event, id; end: why; outcome ok|http|network|hung|stopped
+    //   wait     waitMs, reason (the exit that caused it), failures; end: cut ("", "online", "stopped")
+    //   role     role: leader|follower|alone (no phase)
+    //   goodbye  id: the last tab sent /disconnect (no phase)
+    //   left     another tab of this browser closed (no phase)
     onWire(fn) {
       wireHandlers.push(fn);
       fn({ kind: "role", role, tab, at: T.now() });
