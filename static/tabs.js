@@ -27,6 +27,11 @@
 // after itself while it lives and greets the others on the channel; they
 // queue for that lock, and the browser grants it to them when the tab ends.
 //
+// The leader may sit in a background tab. That is fine: an answer's arrival
+// is not throttled like timers are, and Chromium's Energy Saver does not
+// freeze a tab that holds a Web Lock others wait for (a frozen leader would
+// stall every tab; a discarded one frees its locks, and another tab leads).
+//
 // Both APIs exist in current Chromium and Firefox (ESR included). Web Locks
 // are offered only in secure contexts (https, or http on localhost and
 // 127.0.0.1), so a page served over plain http on a LAN address gets null
