@@ -63,6 +63,8 @@ export function connect(base = "", options = {}) {
 
   // --- what the page hears -------------------------------------------------
 
+  // setStatus tells the status handlers (and, from the leader, the other
+  // tabs), only when the state really changes.
   function setStatus(s) {
     if (s === status) return;
     status = s;
@@ -76,6 +78,8 @@ export function connect(base = "", options = {}) {
     for (const fn of handlers.get(event) ?? []) safely(fn, data);
   }
 
+  // missed tells the page, here and in the other tabs, that the server
+  // forgot us and what was sent since lostAt may be missing.
   function missed(lostAt) {
     if (role === "leader") tabs?.post({ type: "missed", lostAt });
     for (const fn of missedHandlers) safely(fn, new Date(lostAt));
@@ -285,7 +289,7 @@ export function connect(base = "", options = {}) {
       if (r.status === 204) return;
       // The leader may have replaced the id while we sent: try the new one once.
       if (r.status === 410 && id && id !== used && tries === 0) continue;
-      throw new Error(r.error ? `${r.error} error` : errorText(r.text) || "HTTP " + r.status);
+      throw new Error(failed[r.error] ?? (errorText(r.text) || "HTTP " + r.status));
     }
   }
 
@@ -413,7 +417,19 @@ export function connect(base = "", options = {}) {
 
     // onWire registers fn(event) for every request and wait of this browser,
     // as it starts and as it ends: what the wire panel shows. The chat itself
-    // does not need it.
+    // does not need it. Every event has kind, tab (who made it; compare with
+    // socket.tab) and at (ms since 1970). Requests and waits come in pairs,
+    // phase "start" then "end", sharing n (per tab); an end adds ms, outcome
+    // and status. By kind:
+    //   poll     after, id; end: parkedMs, seqs, events, why (410/400),
+    //            retryAfter (503); outcome answer|empty|cut|gone|busy|
+    //            malformed|http|network|hung|stopped
+    //   connect  end: id, pollTimeoutMs, said (the server gave it); outcome ok|http|network|hung
+    //   emit     event, id; end: why; outcome ok|http|network|hung|stopped
+    //   wait     waitMs, reason (the exit that caused it), failures; end: cut ("", "online", "stopped")
+    //   role     role: leader|follower|alone (no phase)
+    //   goodbye  id: the last tab sent /disconnect (no phase)
+    //   left     another tab of this browser closed (no phase)
     onWire(fn) {
       wireHandlers.push(fn);
       fn({ kind: "role", role, tab, at: T.now() });
@@ -471,6 +487,9 @@ function environment(o) {
     sendBeacon: o.sendBeacon ?? (nav?.sendBeacon ? (url) => nav.sendBeacon(url) : null),
   };
 }
+
+// failed words ask's errors for an emit's rejection, which the page shows.
+const failed = { network: "network error", hung: "no answer from the server", stopped: "the page is closing" };
 
 // wellFormed says whether a poll's 200 is the contract's shape; anything else
 // is a failure, so a broken proxy's page cannot reset the back-off.

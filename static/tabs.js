@@ -21,9 +21,16 @@
 // nothing shows twice. A lock, unlike a flag in localStorage, cannot be left
 // held by a tab that crashed: the browser frees it with the tab.
 //
-// The tabs also greet each other on the channel (hello, here, bye), so that
-// a closing tab knows at once, without asking anything asynchronous, whether
-// it is the browser's last tab and must say goodbye to the server.
+// The tabs also keep count of each other, so that a closing tab knows at
+// once, without asking anything asynchronous, whether it is the browser's
+// last tab and must say goodbye to the server: each tab holds a lock named
+// after itself while it lives and greets the others on the channel; they
+// queue for that lock, and the browser grants it to them when the tab ends.
+//
+// The leader may sit in a background tab. That is fine: an answer's arrival
+// is not throttled like timers are, and Chromium's Energy Saver does not
+// freeze a tab that holds a Web Lock others wait for (a frozen leader would
+// stall every tab; a discarded one frees its locks, and another tab leads).
 //
 // Both APIs exist in current Chromium and Firefox (ESR included). Web Locks
 // are offered only in secure contexts (https, or http on localhost and
@@ -42,30 +49,50 @@ export function joinTabs({ name, tab, locks, BroadcastChannel: Channel, onLead, 
 
   const peers = new Set(); // the other live tabs of this browser
   const channel = new Channel(name);
-  const life = new AbortController(); // aborts our place in the lock queue on close
+  const life = new AbortController(); // aborts our places in lock queues on close
   let resign = () => {}; // releases the leader lock, once we hold it
+  let vanish = () => {}; // releases this tab's own lock
+  const hold = (lock, fn) => locks.request(lock, { signal: life.signal }, fn).catch(() => {}); // only close() rejects
+
+  // gone forgets a tab, once, however we learn that it went.
+  const gone = (other) => {
+    if (peers.delete(other)) onMessage({ type: "bye", tab: other });
+  };
+  // watch adds a tab to the peers and queues for the lock that tab holds
+  // while it lives: the browser grants it to us when the tab is gone, closed
+  // or crashed. A "bye" posted while a tab closes is quicker where it arrives
+  // (Chromium), but Firefox does not deliver it, and a crash sends none.
+  const watch = (other) => {
+    if (peers.has(other)) return;
+    peers.add(other);
+    hold(`${name}-tab-${other}`, () => gone(other));
+  };
 
   channel.onmessage = ({ data: msg }) => {
     if (msg.type === "hello") {
-      peers.add(msg.tab);
+      watch(msg.tab);
       channel.postMessage({ type: "here", tab, to: msg.tab });
     } else if (msg.type === "here" && msg.to === tab) {
-      peers.add(msg.tab);
+      watch(msg.tab);
     } else if (msg.type === "bye") {
-      peers.delete(msg.tab);
+      gone(msg.tab);
+      return;
     }
     onMessage(msg);
   };
-  channel.postMessage({ type: "hello", tab });
+  // Greet the others only once we hold our own lock, so that whoever
+  // queues for it after hearing us is queued behind us.
+  hold(`${name}-tab-${tab}`, () => {
+    channel.postMessage({ type: "hello", tab });
+    return new Promise((resolve) => (vanish = resolve));
+  });
 
   // The lock is held for as long as the callback's promise is pending: until
   // close(), or until the browser ends the tab.
-  locks
-    .request(`${name}-leader`, { signal: life.signal }, () => {
-      onLead();
-      return new Promise((resolve) => (resign = resolve));
-    })
-    .catch(() => {}); // only an abort, from close(), rejects it
+  hold(`${name}-leader`, () => {
+    onLead();
+    return new Promise((resolve) => (resign = resolve));
+  });
 
   return {
     post: (msg) => channel.postMessage({ ...msg, tab }),
@@ -78,6 +105,7 @@ export function joinTabs({ name, tab, locks, BroadcastChannel: Channel, onLead, 
       channel.postMessage({ type: "bye", tab });
       life.abort();
       resign();
+      vanish();
       channel.close();
     },
   };

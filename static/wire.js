@@ -27,7 +27,8 @@ export function showWire(socket, list, role) {
     }
     if (ev.kind === "role" && self) role.textContent = roleText(ev.role);
     const key = `${ev.tab} ${ev.kind} ${ev.n}`;
-    let li = ev.phase === "end" ? open.get(key)?.li : null;
+    const started = ev.phase === "end" ? open.get(key) : null;
+    let li = started?.li;
     if (!li) {
       li = document.createElement("li");
       li.className = "wire";
@@ -42,7 +43,9 @@ export function showWire(socket, list, role) {
     if (ev.kind === "wait" && ev.phase === "end") li.dataset.cut = ev.cut;
     if (ev.phase === "start") open.set(key, { li, ev });
     else open.delete(key);
-    li.textContent = line(ev, self, Date.now());
+    // A line keeps its start time: the lines stay in the order things began,
+    // and "parked 3.0 s" says when the answer came.
+    li.textContent = line(started ? { ...ev, at: started.ev.at } : ev, self, Date.now());
     // Follow the newest line only if the reader was already at the bottom.
     if (list.scrollTop + list.clientHeight >= list.scrollHeight - li.offsetHeight - 4) {
       list.scrollTop = list.scrollHeight;

@@ -137,6 +137,18 @@ test("410 after a good answer: the loss time is the 410's, and a new id polls fr
   d.socket.close();
 });
 
+test("400 on a poll drops the id and reconnects fresh, like a 410", async () => {
+  let polls = 0;
+  const c = start((req) => (req.path === "/connect" ? connected() : ++polls === 1 ? { status: 400, body: { error: "after is beyond" } } : "hang"));
+  await c.clock.advance(500);
+  const connects = c.server.of("/connect");
+  assert.equal(connects.length, 2);
+  assert.equal(connects[1].at - T0, 500, "after uniform [0, 1000) ms");
+  assert.deepEqual(c.server.of("/poll").map((r) => r.after), ["0", "0"]);
+  assert.equal(c.missed.length, 1);
+  c.socket.close();
+});
+
 test("503 with Retry-After: waits [R, 2R) seconds, as the server asked", async () => {
   for (const [random, want] of [[0, 2000], [0.999, 3998]]) {
     let polls = 0;
