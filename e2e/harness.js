@@ -286,9 +286,8 @@ export class Run {
   async diagnostics() {
     const out = [];
     for (const tab of this.tabs) {
-      if (tab.closed) continue;
-      out.push(`tab ${tab.name}: ${JSON.stringify(await tab.describe())}`);
-      out.push(`tab ${tab.name}'s last requests:\n${tab.timeline(this.started)}`);
+      if (!tab.closed) out.push(`tab ${tab.name}: ${JSON.stringify(await tab.describe())}`);
+      out.push(`tab ${tab.name}'s last requests${tab.closed ? " (closed)" : ""}:\n${tab.timeline(this.started)}`);
     }
     this.servers.forEach((s, i) => out.push(`server ${i} (${s.addr}) log:\n${s.log}`));
     return out.join("\n");
