@@ -1,9 +1,11 @@
 // chat.js owns the chat page's behaviour: it turns the socket's events into
 // lines on the screen and the form into "chat" events. It knows nothing about
-// HTTP; all of that lives in client.js.
+// HTTP; all of that lives in client.js (and the wire panel, in wire.js).
 import { connect } from "./client.js";
+import { showWire } from "./wire.js";
 
 const $ = (id) => document.getElementById(id);
+const keep = 300; // messages kept in the list; older ones are dropped
 const socket = connect();
 
 // A random default name, so two fresh tabs are told apart at a glance.
@@ -18,24 +20,32 @@ socket.on("online", (n) => {
   $("online").textContent = String(n);
 });
 
-socket.onMissed(() => {
-  const time = new Date().toLocaleTimeString();
+// lostAt is when the connection was lost, not when it came back: what
+// was sent in between may be missing.
+socket.onMissed((lostAt) => {
+  const time = lostAt.toLocaleTimeString();
   showNotice(`Connection was lost at ${time}; messages sent meanwhile may be missing.`);
 });
 
 // Every line is built with textContent, never innerHTML: a message is text
-// from a stranger, and the browser must show it, not run it.
+// from a stranger, and the browser must show it, not run it. dir="auto"
+// isolates the name and the text from each other and from the page, so a
+// right-to-left name cannot run into its message, nor a U+202E in a name
+// reverse the text after it.
 socket.on("chat", (msg) => {
   const li = document.createElement("li");
   const name = document.createElement("b");
+  name.dir = "auto";
   name.textContent = String(msg?.name ?? "?");
   const text = document.createElement("span");
+  text.dir = "auto";
   text.textContent = String(msg?.text ?? "");
   li.append(name, text);
   const list = $("messages");
   // Follow the conversation only if the reader was already at the bottom.
   const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
   list.append(li);
+  while (list.children.length > keep) list.firstElementChild.remove();
   if (atBottom) list.scrollTop = list.scrollHeight;
 });
 
@@ -55,6 +65,8 @@ $("compose").addEventListener("submit", async (e) => {
     showNotice(`Not sent (${err.message}); try again in a moment.`);
   }
 });
+
+showWire(socket, $("wire-list"), $("wire-role"));
 
 function showNotice(text) {
   $("notice").textContent = text;
