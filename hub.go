@@ -277,18 +277,26 @@ func (s *state) poll(req *pollRequest) {
 // poll acknowledges them, so a response lost on the way, or one that races a timeout,
 // costs nothing: the next poll with the same cursor gets the same messages again.
 func (s *state) answer(c *client) {
-	if c.parked == nil {
-		return
+	if c.parked != nil {
+		req := c.parked
+		req.reply <- s.take(c, time.Now())
 	}
+}
+
+// take unparks a client's poll and returns its answer, for answer to send now or
+// broadcast to send with the others. The answer shares the mailbox's slice, capped
+// so that nothing appended later can reach it; put only ever replaces a count that
+// no poll was given, which lies past it.
+func (s *state) take(c *client, now time.Time) batch {
 	n, size := 0, 0
 	for n < len(c.queue) && (n == 0 || size+len(c.queue[n].body)+wireOverhead <= s.cfg.maxBatch) {
 		size += len(c.queue[n].body) + wireOverhead
 		n++
 	}
-	c.parked.reply <- batch{first: c.acked + 1, msgs: append([]*message(nil), c.queue[:n]...)}
 	c.parked = nil
 	c.sent = max(c.sent, c.acked+uint64(n))
-	c.lastSeen = time.Now()
+	c.lastSeen = now
+	return batch{first: c.acked + 1, msgs: c.queue[:n:n]}
 }
 
 // unpark forgets a poll that timed out or whose browser went away. If it is still
@@ -319,6 +327,9 @@ func (s *state) emit(req emitRequest) error {
 // poll's 410. An online count goes only to mailboxes that do not hold it already.
 func (s *state) broadcast(msg *message) {
 	var full []string
+	var woken []*pollRequest
+	var answers []batch
+	now := time.Now()
 	for id, c := range s.clients {
 		if msg.online && c.count == msg.count {
 			continue
@@ -327,7 +338,16 @@ func (s *state) broadcast(msg *message) {
 			full = append(full, id)
 			continue
 		}
-		s.answer(c)
+		if c.parked != nil {
+			woken = append(woken, c.parked)
+			answers = append(answers, s.take(c, now))
+		}
+	}
+	// The polls are woken in one tight loop after the work, not one by one during
+	// it: with thousands woken, the hub would otherwise be preempted halfway and
+	// wait behind the very handlers it woke, and the last clients with it.
+	for i, req := range woken {
+		req.reply <- answers[i]
 	}
 	for _, id := range full {
 		s.drop(id, fmt.Sprintf("evicted: more than %d unacknowledged messages; poll sooner", s.cfg.mailbox))

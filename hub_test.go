@@ -435,6 +435,7 @@ func TestStaticFiles(t *testing.T) {
 		{"/", 200, "text/html"},
 		{"/client.js", 200, "text/javascript"},
 		{"/no-such-file", 404, "application/json"},
+		{"/test/client.test.js", 404, "application/json"}, // the client's Node tests are not served
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {

@@ -20,9 +20,10 @@ import (
 	"time"
 )
 
-// static holds the chat page, built into the binary so it runs from any folder.
+// static holds the chat page, built into the binary so it runs from any folder: the
+// page's own files only, not static/test, the client's tests under Node.
 //
-//go:embed static
+//go:embed static/*.html static/*.js static/*.css
 var static embed.FS
 
 func main() {
