@@ -146,6 +146,8 @@ func benchServer(b *testing.B) (base, id string, client *http.Client) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Take the online count, seq 1, so that later cursors may acknowledge it.
+	benchDo(b, client, "GET", srv.URL+"/poll?after=0&id="+v.ID, "", http.StatusOK)
 	return srv.URL, v.ID, client
 }
 
