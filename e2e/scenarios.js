@@ -98,12 +98,13 @@ export const scenarios = [
     // Closing a tab tells the server at once (sendBeacon on pagehide), so the
     // other person's count drops long before -client-ttl.
     name: "closing a tab says goodbye",
-    // Firefox ESR 153, headless under WebDriver BiDi: about one close in four
-    // sends no /disconnect from the chat page (not even a beacon put first in
-    // client.js's pagehide handler), while leaving the page by navigation
-    // always does, and so does a small page with the same lock, channel,
-    // parked fetch and beacon. Under investigation in the page.
-    knownToFail: { firefox: "the goodbye beacon is lost on about one tab close in four" },
+    // Firefox ESR 153, headless under WebDriver BiDi, loses the goodbye on some
+    // closes: about one in four (25 of ~100) when the page's first pagehide
+    // listener came from its module, 1 of 12 since index.html registers one as
+    // the document starts. Navigating away never loses it, nor does a small
+    // page with the same lock, channel, parked fetch and beacon. Until the
+    // cause is found the story runs in Firefox and reports as a TODO.
+    knownToFail: { firefox: "the goodbye beacon is lost on some tab closes" },
     async run(r) {
       const srv = await r.startServer(["-poll-timeout", "2s", "-client-ttl", "60s", "-presence-every", "250ms"]);
       const { ada, bob } = await twoPeople(r, srv);
