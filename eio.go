@@ -77,7 +77,7 @@ func newEIO(h *hub, maxMessage int64) *eio {
 // ServeHTTP checks what every request must carry, then hands it to the handshake, the
 // GET (receive) or the POST (send). Errors are 400s with Engine.IO's error shape.
 func (e *eio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(e.hub.cfg.writeTimeout))
+	startAnswer(w, e.hub.cfg.writeTimeout)
 	w.Header().Set("Cache-Control", "no-store")
 	q := r.URL.Query()
 	if q.Get("EIO") != "4" {
@@ -215,7 +215,7 @@ func (e *eio) receive(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	s.mu.Unlock()
 	// However long the GET was parked, its answer gets the usual time to be written.
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(e.hub.cfg.writeTimeout))
+	startAnswer(w, e.hub.cfg.writeTimeout)
 	if b.err != nil { // the hub has stopped
 		w.Header().Set("Retry-After", retryAfter)
 		eioFail(w, http.StatusServiceUnavailable, 3, b.err.Error())
@@ -273,6 +273,7 @@ func (e *eio) send(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.cfg.maxPayload))
+	startAnswer(w, e.hub.cfg.writeTimeout) // the body's time arriving must not eat the answer's
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		e.close(s, pktClose)

@@ -590,7 +590,11 @@ func TestSocketIOAndJSONClientsSeeOneOrder(t *testing.T) {
 // TestEIOStalledBodyIs408AndCloses: a POST whose body stops arriving is cut by the
 // server's ReadTimeout; the packets it carried are lost, so the session is closed.
 func TestEIOStalledBodyIs408AndCloses(t *testing.T) {
-	h := newHub(testConfig())
+	// The read and write timeouts are equal, as in the real server (10 s each):
+	// the 408 must get a write deadline of its own, from when it starts.
+	cfg := testConfig()
+	cfg.writeTimeout = 200 * time.Millisecond
+	h := newHub(cfg)
 	go h.run()
 	srv := httptest.NewUnstartedServer(routes(h, testMaxMessage, nil))
 	srv.Config.ReadTimeout = 200 * time.Millisecond

@@ -264,7 +264,11 @@ func (s slowReader) Read(p []byte) (int, error) {
 // TestABodyThatStopsArrivingIs408: the server's read timeout cuts an emit whose body
 // stops halfway, and the client hears a timeout, not "malformed JSON".
 func TestABodyThatStopsArrivingIs408(t *testing.T) {
-	h := newHub(testConfig())
+	// The read and write timeouts are equal, as in the real server (10 s each):
+	// the 408 must get a write deadline of its own, from when it starts.
+	cfg := testConfig()
+	cfg.writeTimeout = 200 * time.Millisecond
+	h := newHub(cfg)
 	go h.run()
 	srv := httptest.NewUnstartedServer(routes(h, testMaxMessage, nil))
 	srv.Config.ReadTimeout = 200 * time.Millisecond
@@ -345,4 +349,21 @@ func TestShutdownEndsWellWhateverIsConnected(t *testing.T) {
 	routes(h, testMaxMessage, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/poll?after=1&id="+id, nil))
 	requireError(t, reply{rec.Code, rec.Header(), rec.Body.Bytes()}, http.StatusServiceUnavailable, "shutting down")
 	require.Equal(t, "2", rec.Header().Get("Retry-After"))
+}
+
+// TestASenderEvictedByItsOwnEmitHearsSo: an emit answers 204 only when the message
+// is in every mailbox, the sender's too; one that overflows the sender's own mailbox
+// answers 410, and says why.
+func TestASenderEvictedByItsOwnEmitHearsSo(t *testing.T) {
+	cfg := testConfig()
+	cfg.mailbox = 3
+	ts := start(t, cfg)
+	id := ts.connect(t)
+	ts.poll(t, id, 0) // seq 1 handed out, not yet acknowledged
+	for i := range 2 {
+		ts.emit(t, id, "chat", i) // seqs 2 and 3: the mailbox holds 3
+	}
+	r, err := ts.emitRaw(id, "chat", "one too many")
+	require.NoError(t, err)
+	requireError(t, r, http.StatusGone, "evicted: more than 3 unacknowledged messages")
 }

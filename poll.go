@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // api is the HTTP face of one hub.
@@ -62,14 +64,15 @@ func page(files fs.FS) http.HandlerFunc {
 }
 
 // onlyWithin gives each handler a write deadline of timeout from when it starts
-// (a poll moves it to when its answer starts; see answerFrom), and returns only.
+// (a poll and an emit move it to when their answer starts: see startAnswer), and
+// returns only.
 // only answers 405 with an Allow header to any other method, and marks every
 // response no-store: a cached poll answer would be a lost or repeated message.
 func onlyWithin(timeout time.Duration) func(next http.HandlerFunc, methods ...string) http.Handler {
 	return func(next http.HandlerFunc, methods ...string) http.Handler {
 		allow := strings.Join(methods, ", ")
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout))
+			startAnswer(w, timeout)
 			w.Header().Set("Cache-Control", "no-store")
 			if !slices.Contains(methods, r.Method) {
 				w.Header().Set("Allow", allow)
@@ -113,8 +116,7 @@ func (a *api) poll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b := a.hub.wait(r.Context(), id, after)
-	// The time spent parked must not eat into the time to write the answer.
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.hub.cfg.writeTimeout))
+	startAnswer(w, a.hub.cfg.writeTimeout)
 	if b.err != nil {
 		failHub(w, b.err)
 		return
@@ -165,6 +167,7 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msg, err := decodeEmit(http.MaxBytesReader(w, r.Body, a.maxMessage))
+	startAnswer(w, a.hub.cfg.writeTimeout)
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
@@ -199,33 +202,64 @@ func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {
 // reserved are the events only the server sends, so no client can fake them.
 var reserved = map[string]bool{"online": true}
 
-// decodeEmit reads {"event":"E","data":D} strictly: one JSON object, known fields
-// only, a valid event name. It encodes the message for the mailboxes right away, so
-// the hub goroutine does no JSON work.
+// decodeEmit reads {"event":"E","data":D} strictly: valid UTF-8 (RFC 8259, section
+// 8.1), one JSON object whose keys are exactly "event" and "data", each at most once
+// (data may be left out), and a valid event name. encoding/json alone would match
+// keys case-insensitively and let a repeated key win silently, so the object is read
+// key by key. It encodes the message for the mailboxes right away, so the hub
+// goroutine does no JSON work. A body over the limit or cut by the read timeout
+// returns the reader's error, which emit maps to 413 or 408.
 func decodeEmit(r io.Reader) (*message, error) {
-	var body struct {
-		Event string          `json:"event"`
-		Data  json.RawMessage `json:"data"`
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
 	}
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
+	if !utf8.Valid(body) {
+		return nil, errors.New("malformed JSON body: not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.New(`malformed JSON body: it must be one object, {"event":"E","data":D}`)
+	}
+	var event *string
+	var data json.RawMessage
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("malformed JSON body: %w", err)
+		}
+		switch key := tok.(string); { // inside an object, a key is always a string
+		case key == "event" && event == nil:
+			event = new(string)
+			if err := dec.Decode(event); err != nil {
+				return nil, errors.New(`malformed JSON body: "event" must be a string`)
+			}
+		case key == "data" && data == nil:
+			if err := dec.Decode(&data); err != nil {
+				return nil, fmt.Errorf("malformed JSON body: %w", err)
+			}
+		case key == "event" || key == "data":
+			return nil, fmt.Errorf("malformed JSON body: %q appears twice", key)
+		default:
+			return nil, fmt.Errorf(`malformed JSON body: unknown field %q; only "event" and "data"`, key)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
 		return nil, fmt.Errorf("malformed JSON body: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) || errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, err
-		}
 		return nil, errors.New("malformed JSON body: trailing data after the object")
 	}
-	if err := checkEvent(body.Event); err != nil {
+	if event == nil {
+		event = new(string)
+	}
+	if err := checkEvent(*event); err != nil {
 		return nil, err
 	}
-	if body.Data == nil {
-		body.Data = json.RawMessage("null")
+	if data == nil {
+		data = json.RawMessage("null")
 	}
-	return &message{body: encode(body.Event, body.Data)}, nil
+	return &message{body: encode(*event, data)}, nil
 }
 
 // checkEvent accepts 1-64 characters of A-Za-z0-9_.:- that the server does not use itself.
@@ -242,6 +276,13 @@ func checkEvent(e string) error {
 		return fmt.Errorf("event %q is reserved: only the server sends it", e)
 	}
 	return nil
+}
+
+// startAnswer gives the answer that starts now timeout to be written, counted from
+// now: the time a poll spent parked, or a body spent arriving (up to the server's
+// ReadTimeout, as long as this), must not eat into it, or a 408 could never leave.
+func startAnswer(w http.ResponseWriter, timeout time.Duration) {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout))
 }
 
 // failHub maps the hub's errors to statuses.
