@@ -332,7 +332,10 @@ func TestEmitRejectsBadInput(t *testing.T) {
 		contains                    string
 	}{
 		{"malformed JSON", id, ctJSON, `{"event":"chat",`, 400, "malformed JSON"},
-		{"not an object", id, ctJSON, `["chat"]`, 400, "malformed JSON"},
+		{"not an object", id, ctJSON, `["chat"]`, 400, "it must be one object"},
+		{"a key in another case", id, ctJSON, `{"Event":"chat","DATA":1}`, 400, `unknown field "Event"`},
+		{"a key twice", id, ctJSON, `{"event":"chat","data":1,"data":2}`, 400, `"data" appears twice`},
+		{"invalid UTF-8", id, ctJSON, "{\"event\":\"chat\",\"data\":\"\xff\"}", 400, "not valid UTF-8"},
 		{"unknown field", id, ctJSON, `{"event":"chat","data":1,"to":"bob"}`, 400, `unknown field "to"`},
 		{"trailing data", id, ctJSON, `{"event":"chat","data":1} {}`, 400, "trailing data"},
 		{"trailing garbage", id, ctJSON, `{"event":"chat","data":1}x`, 400, "trailing data"},
@@ -341,7 +344,7 @@ func TestEmitRejectsBadInput(t *testing.T) {
 		{"event too long", id, ctJSON, `{"event":"` + strings.Repeat("e", 65) + `"}`, 400, "got 65"},
 		{"event with a space", id, ctJSON, `{"event":"chat room"}`, 400, "use only A-Za-z0-9_.:-"},
 		{"event with non-ASCII", id, ctJSON, `{"event":"café"}`, 400, "use only A-Za-z0-9_.:-"},
-		{"event not a string", id, ctJSON, `{"event":7}`, 400, "malformed JSON"},
+		{"event not a string", id, ctJSON, `{"event":7}`, 400, `"event" must be a string`},
 		{"reserved event", id, ctJSON, `{"event":"online","data":3}`, 400, "reserved"},
 		{"body too large", id, ctJSON, `{"event":"chat","data":"` + strings.Repeat("x", testMaxMessage) + `"}`, 413, "over 1024 bytes"},
 		{"too large only past the object", id, ctJSON, `{"event":"chat"}` + strings.Repeat(" ", testMaxMessage), 413, "over 1024 bytes"},
