@@ -36,8 +36,8 @@ type message struct {
 const wireOverhead = 32
 
 // batch is the hub's answer to a poll: the waiting messages, first has seq first,
-// whole messages up to cfg.maxBatch bytes. msgs points at the shared bodies; nothing
-// is copied, so an answer in flight holds 8 bytes per message, whatever the backlog.
+// whole messages up to cfg.maxBatch bytes. msgs is a window on the mailbox itself
+// (see take): nothing is copied, whatever the backlog.
 type batch struct {
 	first uint64
 	msgs  []*message

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -42,7 +43,7 @@ func main() {
 // Tests call it directly with their own context and log writer.
 func run(ctx context.Context, args []string, logTo io.Writer) error {
 	cfg := config{writeTimeout: 10 * time.Second}
-	flags := flag.NewFlagSet(os.Args[0], flag.ContinueOnError) // named like the default flag set
+	flags := flag.NewFlagSet(filepath.Base(os.Args[0]), flag.ContinueOnError) // not go run's build-cache path
 	flags.SetOutput(logTo)
 	addr := flags.String("addr", "localhost:8080", "`host:port` to listen on; port 0 picks a free one")
 	flags.DurationVar(&cfg.pollTimeout, "poll-timeout", 25*time.Second, "how long a poll may wait for news before it answers empty")
