@@ -23,10 +23,15 @@ func main() {
 	park := flag.Bool("park", false, "park GETs until a POST")
 	flag.Parse()
 
+	// next is what the parked GETs wait for: done closes when a POST comes, and body
+	// (written before the close) is that POST's body.
+	type wake struct {
+		done chan struct{}
+		body []byte
+	}
 	var (
 		mu   sync.Mutex
-		wake = make(chan struct{}) // closed by the next POST
-		body []byte                // that POST's body, read after wake closes
+		next = &wake{done: make(chan struct{})}
 	)
 	ok := []byte("ok")
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -35,10 +40,11 @@ func main() {
 			b, _ := io.ReadAll(r.Body)
 			if *park {
 				mu.Lock()
-				body = b
-				close(wake)
-				wake = make(chan struct{})
+				cur := next
+				next = &wake{done: make(chan struct{})}
 				mu.Unlock()
+				cur.body = b
+				close(cur.done)
 			}
 			w.Write(ok)
 			return
@@ -48,17 +54,14 @@ func main() {
 			return
 		}
 		mu.Lock()
-		ch := wake
+		wk := next
 		mu.Unlock()
 		select {
-		case <-ch:
+		case <-wk.done:
 		case <-r.Context().Done():
 			return
 		}
-		mu.Lock()
-		b := body
-		mu.Unlock()
-		w.Write(b)
+		w.Write(wk.body)
 	})
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
