@@ -4,10 +4,23 @@
 // the same clients: a lean Engine.IO v4 polling client written here, so that the load
 // generator spends little and behaves the same against both.
 //
-//   node bench.mjs [--clients 1000] [--rate 20] [--duration 10] [--only go|sio|json]
+//   node bench.mjs [--clients 1000] [--rate 20] [--duration 10] [--only go,sio,...]
+//                  [--requests 20000] [--gomaxprocs N]
 //
-// `--only json` drives the Go server's own JSON contract with the same generator, to
-// tell what the socket.io face adds to it. Each server runs as a process of its own; the figures come from /proc/PID (RSS,
+// `--only` lists the servers to measure, in that order (default go,sio):
+//   go         this server's socket.io face        sio        socket.io 4.8 (sio-server.mjs)
+//   json       this server's own JSON contract, to tell what the socket.io face adds
+//   gofloor    floor/main.go: a trivial net/http server, no per-client state
+//   nodefloor  floor/node-floor.mjs: the same trivial server on node:http
+// The floors say what net/http and node:http cost by themselves on the same request
+// shapes: each is measured twice, answering at once (`--requests` GETs and POSTs,
+// 50 at a time: CPU per request) and parking GETs until a POST wakes them all (the
+// hold and fanout below, with the POST's body as every answer). A floor keeps nothing
+// for a client whose GET is not parked when a POST comes, so it may miss chats; its
+// CPU is divided by what it did deliver. At the default 20 chats a second the Go floor
+// wakes 1,000 parked GETs too slowly for all of them to park again before the next
+// chat, and misses a third of them; `--rate 5` lets both floors deliver everything.
+// `--gomaxprocs` sets GOMAXPROCS for the Go servers. Each server runs as a process of its own; the figures come from /proc/PID (RSS,
 // utime+stime). hold: all clients connected with a GET parked, RSS growth per client.
 // fanout: one publisher emits `rate` chats a second for `duration` seconds; every
 // client takes each one on its own GET; server CPU per delivery, loss, order, latency.
@@ -25,12 +38,16 @@ const { values: opt } = parseArgs({
     clients: { type: "string", default: "1000" },
     rate: { type: "string", default: "20" },
     duration: { type: "string", default: "10" },
-    only: { type: "string" },
+    only: { type: "string", default: "go,sio" },
+    requests: { type: "string", default: "20000" },
+    gomaxprocs: { type: "string" },
   },
 });
 const clients = Number(opt.clients);
 const rate = Number(opt.rate);
 const duration = Number(opt.duration);
+const only = opt.only.split(",");
+const goEnv = opt.gomaxprocs ? { ...process.env, GOMAXPROCS: opt.gomaxprocs } : process.env;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // One keep-alive agent for every virtual client: a parked GET holds a socket, and a
@@ -149,6 +166,46 @@ class JSONClient extends Client {
   }
 }
 
+// FloorClient is the same client against a floor server: no handshake, the same URL
+// shape with a made-up sid, a GET loop and POSTs; the answer is the packet posted.
+class FloorClient extends Client {
+  async open() {
+    this.url = `${this.base}&sid=${Math.random().toString(36).slice(2, 12).padEnd(20, "x")}`;
+    this.running = this.run();
+  }
+}
+
+// echo drives a floor server that answers at once: `--requests` requests, half GETs
+// and half POSTs of a ping-sized body, 50 at a time, on floor-shaped URLs.
+async function echo(name, server) {
+  await sleep(1000);
+  const base = `${server.url}socket.io/?EIO=4&transport=polling&sid=`;
+  const total = Number(opt.requests);
+  let next = 0;
+  const worker = async (w) => {
+    const url = base + String(w).padStart(20, "x");
+    while (next < total) {
+      const i = next++;
+      const r = i % 2 ? await request("POST", url, "3") : await request("GET", url);
+      if (r.status !== 200) throw new Error(`${name}: ${r.status}`);
+    }
+  };
+  // warm up, then measure
+  await Promise.all(Array.from({ length: 50 }, (_, w) => request("GET", base + w)));
+  const before = usage(server.pid);
+  const began = Date.now();
+  await Promise.all(Array.from({ length: 50 }, (_, w) => worker(w)));
+  const after = usage(server.pid);
+  const usPer = (((after.cpu - before.cpu) * 1e6) / total).toFixed(1);
+  console.log(
+    `${name} echo: ${total} requests in ${((Date.now() - began) / 1000).toFixed(1)} s, server CPU ` +
+      `${(after.cpu - before.cpu).toFixed(2)} s = ${usPer} us per request, RSS ${after.rss} KiB`,
+  );
+  server.stop();
+  agent.destroy();
+  return { usPerRequest: Number(usPer) };
+}
+
 // usage reads a process's resident memory (KiB) and CPU time (s) from /proc.
 function usage(pid) {
   const rss = Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]);
@@ -157,8 +214,8 @@ function usage(pid) {
   return { rss, cpu };
 }
 
-function start(cmd, args, cwd) {
-  const proc = spawn(cmd, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
+function start(cmd, args, cwd, env = process.env) {
+  const proc = spawn(cmd, args, { cwd, env, stdio: ["ignore", "ignore", "pipe"] });
   return new Promise((resolve, reject) => {
     let log = "";
     proc.stderr.setEncoding("utf8");
@@ -203,8 +260,15 @@ async function measure(name, server, Kind = Client) {
   }
   const everyone = [...all, publisher];
   const want = sent * everyone.length;
-  const deadline = Date.now() + 10000;
-  while (everyone.reduce((s, c) => s + c.got, 0) < want && Date.now() < deadline) await sleep(50);
+  // wait until everything has come, or nothing more has for 2 s (a floor drops chats)
+  let seen = -1;
+  let still = Date.now();
+  for (;;) {
+    const n = everyone.reduce((s, c) => s + c.got, 0);
+    if (n >= want || Date.now() - still > 2000) break;
+    if (n !== seen) [seen, still] = [n, Date.now()];
+    await sleep(50);
+  }
   const after = usage(server.pid);
   const got = everyone.reduce((s, c) => s + c.got, 0);
   const dup = everyone.reduce((s, c) => s + c.dup, 0);
@@ -218,35 +282,50 @@ async function measure(name, server, Kind = Client) {
   for (const c of everyone) c.stopped = true;
   server.stop();
   agent.destroy();
-  return { perClient: Number(perClient), usPer: Number(usPer), ok: got === want && dup === 0 && errors === 0 };
+  return { perClient: Number(perClient), usPer: Number(usPer), lost, ok: got === want && dup === 0 && errors === 0 };
 }
 
 const results = {};
 const dir = mkdtempSync(path.join(tmpdir(), "longpoll-bench-"));
+const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+console.log(`START clients=${clients} order=${only.join(",")} GOMAXPROCS=${opt.gomaxprocs ?? "default"} load ${loadavg()}`);
 try {
   const bin = path.join(dir, "longpoll");
-  if (opt.only !== "sio") {
+  const floorBin = path.join(dir, "floor");
+  if (only.some((k) => k === "go" || k === "json")) {
     execFileSync("go", ["build", "-o", bin, "."], { cwd: path.resolve(here, "../.."), stdio: "inherit" });
   }
-  if (opt.only === undefined || opt.only === "go") {
-    const go = await start(bin, ["-addr", "127.0.0.1:0", "-max-clients", String(clients + 100)]);
-    results.go = await measure("go ", go);
+  if (only.includes("gofloor")) {
+    execFileSync("go", ["build", "-o", floorBin, "."], { cwd: path.join(here, "floor"), stdio: "inherit" });
   }
-  if (opt.only === "json") {
-    const go = await start(bin, ["-addr", "127.0.0.1:0", "-max-clients", String(clients + 100)]);
-    await measure("json", go, JSONClient);
-  }
-  if (opt.only === undefined || opt.only === "sio") {
-    const sio = await start(process.execPath, ["sio-server.mjs"], here);
-    results.sio = await measure("sio", sio);
+  const goArgs = ["-addr", "127.0.0.1:0", "-max-clients", String(clients + 100)];
+  const floorDir = path.join(here, "floor");
+  for (const kind of only) {
+    if (kind === "go") results.go = await measure("go ", await start(bin, goArgs, undefined, goEnv));
+    else if (kind === "json") results.json = await measure("json", await start(bin, goArgs, undefined, goEnv), JSONClient);
+    else if (kind === "sio") results.sio = await measure("sio", await start(process.execPath, ["sio-server.mjs"], here));
+    else if (kind === "gofloor") {
+      const e = await echo("gofloor", await start(floorBin, [], undefined, goEnv));
+      results.gofloor = { ...e, ...(await measure("gofloor", await start(floorBin, ["-park"], undefined, goEnv), FloorClient)) };
+    } else if (kind === "nodefloor") {
+      const e = await echo("nodefloor", await start(process.execPath, ["node-floor.mjs"], floorDir));
+      results.nodefloor = { ...e, ...(await measure("nodefloor", await start(process.execPath, ["node-floor.mjs", "park"], floorDir), FloorClient)) };
+    } else throw new Error(`--only: unknown ${kind}`);
+    console.log(`  (load ${loadavg()})`);
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
-if (results.go && results.sio) {
+const ratio = (a, b, k) => (results[a] && results[b] ? (results[a][k] / results[b][k]).toFixed(2) : "-");
+const pairs = [["go", "sio"], ["gofloor", "nodefloor"], ["go", "gofloor"], ["sio", "nodefloor"]].filter(([a, b]) => results[a] && results[b]);
+if (pairs.length) {
   console.log(
-    `SUMMARY clients=${clients} memory per parked client go/sio=${(results.go.perClient / results.sio.perClient).toFixed(2)} ` +
-      `CPU per delivery go/sio=${(results.go.usPer / results.sio.usPer).toFixed(2)} result=${results.go.ok && results.sio.ok ? "PASS" : "FAIL"}`,
+    `SUMMARY clients=${clients} GOMAXPROCS=${opt.gomaxprocs ?? "default"} load ${loadavg()}\n` +
+      pairs
+        .map(([a, b]) => `  ${a}/${b}: memory per parked client ${ratio(a, b, "perClient")}, CPU per delivery ${ratio(a, b, "usPer")}` +
+          (a.endsWith("floor") && b.endsWith("floor") ? `, CPU per request (at once) ${ratio(a, b, "usPerRequest")}` : ""))
+        .join("\n") +
+      (results.go && results.sio ? `\n  go-vs-sio result=${results.go.ok && results.sio.ok ? "PASS" : "FAIL"}` : ""),
   );
 }
 process.exit(0);
