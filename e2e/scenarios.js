@@ -15,6 +15,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { sleep } from "./harness.js";
 
+const here = path.dirname(fileURLToPath(import.meta.url)); // e2e/
+
 // Short durations, so that no story waits for the production defaults.
 const quick = ["-poll-timeout", "2s", "-client-ttl", "10s", "-presence-every", "250ms"];
 
@@ -457,13 +459,48 @@ export const scenarios = [
   },
 
   {
-    // Kept for the socket.io helper: one Chromium tab running the official
-    // socket.io-client browser bundle (from e2e/socketio/node_modules, not
-    // committed into static/) chatting with a client.js tab through the
-    // same hub, both seeing one order.
+    // The official socket.io-client browser bundle (from e2e/socketio's
+    // node_modules, never committed into static/) in one tab of our own
+    // origin, chatting with a client.js tab through the same hub over
+    // /socket.io/ polling: each hears the other, both in one order, and the
+    // bundle's emit is acknowledged.
     name: "socket.io-client bundle chats with a client.js tab",
     browsers: ["chromium"],
-    todo: "socket.io wire (eio.go); written with it, in this file",
+    async run(r) {
+      const bundle = path.join(here, "socketio", "node_modules", "socket.io-client", "dist", "socket.io.min.js");
+      assert.ok(fs.existsSync(bundle), `no ${bundle}: run npm ci in e2e/socketio first`);
+      const srv = await r.startServer(quick);
+      const browser = await r.newBrowser();
+      const ada = await browser.openPerson("ada", srv.url);
+      const sio = await browser.openPerson("sio", srv.url);
+      await ada.until("connected", connected);
+      await ada.setName("Ada");
+      await sio.page.addScriptTag({ path: bundle });
+      await sio.eval(
+        () =>
+          new Promise((resolve, reject) => {
+            window.sioChats = [];
+            window.sioSocket = io(location.origin, { transports: ["polling"] });
+            window.sioSocket.on("chat", (m) => window.sioChats.push(`${m.name}: ${m.text}`));
+            window.sioSocket.on("connect", resolve);
+            window.sioSocket.on("connect_error", (e) => reject(new Error(String(e))));
+          }),
+      );
+      const sioChats = () => sio.eval(() => window.sioChats);
+
+      await ada.say("hello socket.io");
+      await ada.until("showing Ada's line", shows("Ada: hello socket.io"));
+      const acked = await sio.eval(
+        () => new Promise((resolve) => window.sioSocket.emit("chat", { name: "Sio", text: "hello client.js" }, () => resolve(true))),
+      );
+      assert.equal(acked, true, "the bundle's emit is acknowledged once every mailbox has it");
+      await ada.until("showing the bundle's line", shows("Sio: hello client.js"));
+      await ada.say("and again");
+      const s = await ada.until("showing three lines", (s) => s.messages.length === 3);
+      const deadline = Date.now() + 5000;
+      while ((await sioChats()).length < 3 && Date.now() < deadline) await sleep(25);
+      assert.deepEqual(await sioChats(), s.messages, "the bundle hears every chat in the client.js tab's order");
+    },
   },
 ];
 
