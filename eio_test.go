@@ -592,15 +592,7 @@ func TestSocketIOAndJSONClientsSeeOneOrder(t *testing.T) {
 func TestEIOStalledBodyIs408AndCloses(t *testing.T) {
 	// The read and write timeouts are equal, as in the real server (10 s each):
 	// the 408 must get a write deadline of its own, from when it starts.
-	cfg := testConfig()
-	cfg.writeTimeout = 200 * time.Millisecond
-	h := newHub(cfg)
-	go h.run()
-	srv := httptest.NewUnstartedServer(routes(h, testMaxMessage, nil))
-	srv.Config.ReadTimeout = 200 * time.Millisecond
-	srv.Start()
-	t.Cleanup(func() { h.stopHub(); srv.Close() })
-	ts := &testServer{srv.URL, srv.Client(), h}
+	ts, _ := startTimed(t, 200*time.Millisecond)
 	c, _ := sioConnect(t, ts)
 
 	body, feed := io.Pipe()

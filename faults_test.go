@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -266,18 +265,10 @@ func (s slowReader) Read(p []byte) (int, error) {
 func TestABodyThatStopsArrivingIs408(t *testing.T) {
 	// The read and write timeouts are equal, as in the real server (10 s each):
 	// the 408 must get a write deadline of its own, from when it starts.
-	cfg := testConfig()
-	cfg.writeTimeout = 200 * time.Millisecond
-	h := newHub(cfg)
-	go h.run()
-	srv := httptest.NewUnstartedServer(routes(h, testMaxMessage, nil))
-	srv.Config.ReadTimeout = 200 * time.Millisecond
-	srv.Start()
-	t.Cleanup(func() { h.stopHub(); srv.Close() })
-	ts := &testServer{srv.URL, srv.Client(), h}
+	ts, addr := startTimed(t, 200*time.Millisecond)
 	id := ts.connect(t)
 
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	conn, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer conn.Close()
 	body := `{"event":"chat","data":"half`
@@ -299,21 +290,15 @@ func TestShutdownEndsWellWhateverIsConnected(t *testing.T) {
 	cfg := testConfig()
 	cfg.pollTimeout = time.Minute
 	cfg.presenceEvery = time.Hour
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	h := newHub(cfg)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, ln, h, testMaxMessage, slog.New(slog.DiscardHandler)) }()
-	ts := &testServer{"http://" + ln.Addr().String(), &http.Client{}, h}
+	ts, addr, stop, served := serveOn(t, cfg)
+	h := ts.hub
 	id := ts.connect(t)
 	ts.poll(t, id, 0)
 
-	silent, err := net.Dial("tcp", ln.Addr().String()) // connects, never asks
+	silent, err := net.Dial("tcp", addr) // connects, never asks
 	require.NoError(t, err)
 	defer silent.Close()
-	half, err := net.Dial("tcp", ln.Addr().String())
+	half, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer half.Close()
 	fmt.Fprintf(half, "POST /emit?id=%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ev", id)

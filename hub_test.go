@@ -52,6 +52,34 @@ func start(t *testing.T, cfg config) *testServer {
 	return &testServer{srv.URL, srv.Client(), h}
 }
 
+// startTimed is start with the server's read timeout and the answers' write timeout
+// both d, as the real server has them (10 s each), on an address for raw connections.
+func startTimed(t *testing.T, d time.Duration) (*testServer, string) {
+	t.Helper()
+	cfg := testConfig()
+	cfg.writeTimeout = d
+	h := newHub(cfg)
+	go h.run()
+	srv := httptest.NewUnstartedServer(routes(h, testMaxMessage, nil))
+	srv.Config.ReadTimeout = d
+	srv.Start()
+	t.Cleanup(func() { h.stopHub(); srv.Close() })
+	return &testServer{srv.URL, srv.Client(), h}, srv.Listener.Addr().String()
+}
+
+// serveOn runs serve, as main does, on a fresh loopback port; stop is the signal.
+func serveOn(t *testing.T, cfg config) (ts *testServer, addr string, stop func(), served <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	h := newHub(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln, h, testMaxMessage, slog.New(slog.DiscardHandler)) }()
+	return &testServer{"http://" + ln.Addr().String(), &http.Client{}, h}, ln.Addr().String(), cancel, done
+}
+
 // wireMessage is one element of a poll's "messages".
 type wireMessage struct {
 	Seq   uint64          `json:"seq"`
@@ -744,17 +772,10 @@ func TestShutdownAnswersParkedPollsFast(t *testing.T) {
 	cfg.clientTTL = time.Minute
 	cfg.presenceEvery = time.Hour // no count may answer the parked polls first
 	cfg.maxClients = clients
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	h := newHub(cfg)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, ln, h, testMaxMessage, slog.New(slog.DiscardHandler)) }()
-
+	ts, _, stop, served := serveOn(t, cfg)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	defer client.CloseIdleConnections()
-	ts := &testServer{"http://" + ln.Addr().String(), client, h}
+	ts.client = client
 	ids := make([]string, clients)
 	for i := range ids {
 		ids[i] = ts.connect(t)
