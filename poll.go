@@ -127,7 +127,7 @@ func (a *api) poll(w http.ResponseWriter, r *http.Request) {
 
 // writeBatch streams {"messages":[{"seq":S,<body>},...]} to w. Each body was encoded
 // once for every mailbox and is written as it is; only the seq is per client, so an
-// answer copies nothing, whatever its size (at most cfg.maxBatch, see state.answer).
+// answer copies nothing, whatever its size (at most cfg.maxBatch, see state.take).
 func writeBatch(w io.Writer, b batch) error {
 	var seq [40]byte // `,{"seq":` and a uint64 fit
 	if _, err := io.WriteString(w, `{"messages":[`); err != nil {
