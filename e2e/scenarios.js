@@ -102,8 +102,8 @@ export const scenarios = [
     name: "closing a tab says goodbye",
     // Firefox ESR 153, headless under WebDriver BiDi, loses the goodbye on some
     // closes: about one in four (25 of ~100) when the page's first pagehide
-    // listener came from its module, 1 of 12 since index.html registers one as
-    // the document starts. Navigating away never loses it, nor does a small
+    // listener came from its module, 1 of 36 since index.html registers one as
+    // the document starts (0 of 12 since it comes first in the head). Navigating away never loses it, nor does a small
     // page with the same lock, channel, parked fetch and beacon. Until the
     // cause is found the story runs in Firefox and reports as a TODO.
     knownToFail: { firefox: "the goodbye beacon is lost on some tab closes" },
