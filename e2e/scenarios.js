@@ -103,9 +103,10 @@ export const scenarios = [
     // Firefox ESR 153, headless under WebDriver BiDi, loses the goodbye on some
     // closes: about one in four (25 of ~100) when the page's first pagehide
     // listener came from its module, 1 of 36 since index.html registers one as
-    // the document starts (0 of 12 since it comes first in the head). Navigating away never loses it, nor does a small
-    // page with the same lock, channel, parked fetch and beacon. Until the
-    // cause is found the story runs in Firefox and reports as a TODO.
+    // the document starts (0 of the last 12, with it first in the head).
+    // Navigating away never loses it, nor does a small page with the same lock,
+    // channel, parked fetch and beacon. Until the cause is found the story runs
+    // in Firefox and reports as a TODO.
     knownToFail: { firefox: "the goodbye beacon is lost on some tab closes" },
     async run(r) {
       const srv = await r.startServer(["-poll-timeout", "2s", "-client-ttl", "60s", "-presence-every", "250ms"]);
