@@ -141,15 +141,9 @@ func (e *eio) handshake(w http.ResponseWriter) {
 // keeps at most one GET open, so a new one means the last answer arrived), then waits
 // for the hub's events or a packet of the face's own, and writes them as one payload.
 func (e *eio) receive(w http.ResponseWriter, r *http.Request, s *session) {
-	s.mu.Lock()
-	if s.getOpen {
-		s.mu.Unlock()
-		e.close(s, pktClose)
-		eioFail(w, http.StatusBadRequest, 3, "Bad request: a second GET while one is open; session closed")
+	if !e.claim(w, s, &s.getOpen, "GET") {
 		return
 	}
-	s.getOpen = true
-	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.getOpen, s.wake = false, nil
@@ -249,18 +243,28 @@ func writeEvent(w io.Writer, body []byte) {
 	w.Write([]byte(`]`))
 }
 
+// claim marks a GET or a POST (open is s.getOpen or s.postOpen) as open on s. A
+// client keeps at most one of each, so a second one closes the session and is
+// answered 400, as the Engine.IO document requires; claim then returns false.
+func (e *eio) claim(w http.ResponseWriter, s *session, open *bool, what string) bool {
+	s.mu.Lock()
+	if *open {
+		s.mu.Unlock()
+		e.close(s, pktClose)
+		eioFail(w, http.StatusBadRequest, 3, "Bad request: a second "+what+" while one is open; session closed")
+		return false
+	}
+	*open = true
+	s.mu.Unlock()
+	return true
+}
+
 // send takes a POST's packets in order, each event into the hub before the next, and
 // answers ok once all are handled. A packet it cannot read closes the session.
 func (e *eio) send(w http.ResponseWriter, r *http.Request, s *session) {
-	s.mu.Lock()
-	if s.postOpen {
-		s.mu.Unlock()
-		e.close(s, pktClose)
-		eioFail(w, http.StatusBadRequest, 3, "Bad request: a second POST while one is open; session closed")
+	if !e.claim(w, s, &s.postOpen, "POST") {
 		return
 	}
-	s.postOpen = true
-	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.postOpen = false
