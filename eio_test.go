@@ -510,30 +510,8 @@ func TestSocketIOAndJSONClientsSeeOneOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	type seen struct {
-		chats []string
-		err   error
-	}
 	annSaw, bobSaw := make(chan seen, 1), make(chan seen, 1)
-	go func() { // Ann polls as client.js does
-		var s seen
-		after := uint64(0)
-		for len(s.chats) < 2*each && s.err == nil {
-			var status int
-			var msgs []wireMessage
-			status, msgs, s.err = ts.pollRaw(ctx, ann, after)
-			if s.err == nil && status != http.StatusOK {
-				s.err = fmt.Errorf("poll: status %d", status)
-			}
-			for _, m := range msgs {
-				after = m.Seq
-				if m.Event == "chat" {
-					s.chats = append(s.chats, string(m.Data))
-				}
-			}
-		}
-		annSaw <- s
-	}()
+	go func() { annSaw <- ts.readChats(ctx, ann, 2*each) }() // Ann polls as client.js does
 	event := regexp.MustCompile(`^42\["chat",(.*)\]$`)
 	go func() { // Bob polls as socket.io-client does, answering pings
 		var s seen

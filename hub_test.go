@@ -585,6 +585,37 @@ func TestTimeoutRacingADeliveryLosesNothing(t *testing.T) {
 	require.Equal(t, b, <-again.reply)
 }
 
+// seen is what one reader took: the data of its chats in order, or what went wrong.
+type seen struct {
+	chats []string
+	err   error
+}
+
+// readChats polls as client.js does, keeping its cursor, until want chats came or
+// ctx ends; a gap or a repeat in the seqs is an error. Safe on any goroutine.
+func (ts *testServer) readChats(ctx context.Context, id string, want int) seen {
+	var s seen
+	after := uint64(0)
+	for len(s.chats) < want && s.err == nil {
+		var status int
+		var msgs []wireMessage
+		status, msgs, s.err = ts.pollRaw(ctx, id, after)
+		if s.err == nil && status != http.StatusOK {
+			s.err = fmt.Errorf("poll: status %d", status)
+		}
+		for _, m := range msgs {
+			if m.Seq != after+1 {
+				s.err = fmt.Errorf("seq %d after %d: a gap or a repeat", m.Seq, after)
+			}
+			after = m.Seq
+			if m.Event == "chat" {
+				s.chats = append(s.chats, string(m.Data))
+			}
+		}
+	}
+	return s
+}
+
 // TestAllClientsSeeTheSameOrder has publishers emit concurrently while readers poll
 // as a browser does; every reader must see every message once, in one shared order.
 func TestAllClientsSeeTheSameOrder(t *testing.T) {
@@ -600,34 +631,9 @@ func TestAllClientsSeeTheSameOrder(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	type seen struct {
-		chats []string
-		err   error
-	}
 	results := make(chan seen, readers)
 	for _, id := range ids {
-		go func() {
-			var s seen
-			after := uint64(0)
-			for len(s.chats) < publishers*each && s.err == nil {
-				var status int
-				var msgs []wireMessage
-				status, msgs, s.err = ts.pollRaw(ctx, id, after)
-				if s.err == nil && status != http.StatusOK {
-					s.err = fmt.Errorf("poll: status %d", status)
-				}
-				for _, m := range msgs {
-					if m.Seq != after+1 {
-						s.err = fmt.Errorf("seq %d after %d: a gap or a repeat", m.Seq, after)
-					}
-					after = m.Seq
-					if m.Event == "chat" {
-						s.chats = append(s.chats, string(m.Data))
-					}
-				}
-			}
-			results <- s
-		}()
+		go func() { results <- ts.readChats(ctx, id, publishers*each) }()
 	}
 
 	var wg sync.WaitGroup
