@@ -67,9 +67,12 @@ func (r *run) perClient(f func(c *client) int64) (int64, float64) {
 
 // hold lets N clients arrive and park, measures the server's memory per
 // parked client, then times a few broadcasts reaching all of them. Memory is
-// read twice: once the ramp is over, and in the steady state, after the
+// read three times: once the ramp is over; in the steady state, after the
 // first broadcast, when every connection has answered once and parked again
-// (what a running server holds).
+// (what a running server holds); and after the last broadcast. Each read is
+// given with the requests each client had sent by then: a Go server's RSS
+// also holds the garbage of every request since its last collection, which
+// the collector lets grow to about the live heap before it runs (GOGC=100).
 func hold(ctx context.Context, cfg config, base string) bool {
 	pr := probe{cfg.pid}
 	rss0 := pr.rss()
@@ -85,6 +88,10 @@ func hold(ctx context.Context, cfg config, base string) bool {
 	// Give the server's garbage collector a moment, then read its RSS.
 	sleep(ctx, 2*time.Second)
 	rss1 := pr.rss()
+	sent := func() string {
+		_, mean := r.perClient(func(c *client) int64 { return c.requests.Load() })
+		return fmt.Sprintf("%.2f", mean)
+	}
 	kibPer := func(rss int64) string {
 		if cfg.pid == 0 {
 			return "n/a"
@@ -92,8 +99,8 @@ func hold(ctx context.Context, cfg config, base string) bool {
 		return fmt.Sprintf("%.1f", float64(rss-rss0)/float64(cfg.n)/1024)
 	}
 	if cfg.pid != 0 {
-		say("server rss with %d parked after the ramp: %s, %s KiB per parked client over the idle server (%.1f KiB total/N)",
-			cfg.n, mib(rss1), kibPer(rss1), float64(rss1)/float64(cfg.n)/1024)
+		say("server rss with %d parked after the ramp: %s, %s KiB per parked client over the idle server (%.1f KiB total/N); %s requests per client so far",
+			cfg.n, mib(rss1), kibPer(rss1), float64(rss1)/float64(cfg.n)/1024, sent())
 	}
 
 	all := new(histogram)
@@ -104,13 +111,14 @@ func hold(ctx context.Context, cfg config, base string) bool {
 		if b == 1 && cfg.pid != 0 {
 			sleep(ctx, 2*time.Second)
 			rssSteady = pr.rss()
-			say("server rss in the steady state (every client answered once and parked again): %s, %s KiB per parked client over the idle server",
-				mib(rssSteady), kibPer(rssSteady))
+			say("server rss in the steady state (every client answered once and parked again): %s, %s KiB per parked client over the idle server; %s requests per client so far",
+				mib(rssSteady), kibPer(rssSteady), sent())
 		}
 	}
 	rss2 := pr.rss()
 	if cfg.pid != 0 {
-		say("server rss after the broadcasts: %s", mib(rss2))
+		say("server rss after the broadcasts: %s, %s KiB per parked client over the idle server; %s requests per client so far",
+			mib(rss2), kibPer(rss2), sent())
 	}
 	if cfg.linger > 0 {
 		say("lingering %s with every poll parked (for a profiler)", cfg.linger)
@@ -124,8 +132,8 @@ func hold(ctx context.Context, cfg config, base string) bool {
 	if rssSteady > 0 {
 		steady, steadyPer = mib(rssSteady), kibPer(rssSteady)
 	}
-	summary("hold", pass, "n=%d parked=%d %s rss_idle=%s rss_parked=%s rss_per_client_kib=%s rss_steady=%s rss_steady_per_client_kib=%s broadcasts=%d %s %s",
-		cfg.n, cfg.n, rp, mib(rss0), mib(rss1), kibPer(rss1), steady, steadyPer, cfg.broadcasts, all.summary("wake_"), v)
+	summary("hold", pass, "n=%d parked=%d %s rss_idle=%s rss_parked=%s rss_per_client_kib=%s rss_steady=%s rss_steady_per_client_kib=%s rss_end=%s rss_end_per_client_kib=%s broadcasts=%d %s %s",
+		cfg.n, cfg.n, rp, mib(rss0), mib(rss1), kibPer(rss1), steady, steadyPer, mib(rss2), kibPer(rss2), cfg.broadcasts, all.summary("wake_"), v)
 	return pass
 }
 
