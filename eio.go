@@ -78,7 +78,6 @@ func newEIO(h *hub, maxMessage int64) *eio {
 // GET (receive) or the POST (send). Errors are 400s with Engine.IO's error shape.
 func (e *eio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	startAnswer(w, e.hub.cfg.writeTimeout)
-	w.Header().Set("Cache-Control", "no-store")
 	q := r.URL.Query()
 	if q.Get("EIO") != "4" {
 		eioFail(w, http.StatusBadRequest, 5, "Unsupported protocol version: this server speaks EIO=4")

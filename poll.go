@@ -35,25 +35,25 @@ const retryAfter = "2"
 
 // routes maps the contract's paths to handlers. Go's method patterns ("POST /emit")
 // would answer a wrong method with a plain-text 405, but every API error here is JSON,
-// so each path gets one handler and only() checks the method.
+// so each path gets one handler and a.only checks the method.
 func routes(h *hub, maxMessage int64, files fs.FS) http.Handler {
 	a := &api{hub: h, maxMessage: maxMessage}
-	only := onlyWithin(h.cfg.writeTimeout)
 	mux := http.NewServeMux()
-	mux.Handle("/connect", only(a.connect, "POST"))
-	mux.Handle("/poll", only(a.poll, "GET"))
-	mux.Handle("/emit", only(a.emit, "POST"))
-	mux.Handle("/disconnect", only(a.disconnect, "POST"))
+	mux.Handle("/connect", a.only(a.connect, "POST"))
+	mux.Handle("/poll", a.only(a.poll, "GET"))
+	mux.Handle("/emit", a.only(a.emit, "POST"))
+	mux.Handle("/disconnect", a.only(a.disconnect, "POST"))
 	mux.Handle("/socket.io/", newEIO(h, maxMessage)) // the same hub on socket.io's wire (eio.go)
-	mux.Handle("/", only(page(files), "GET", "HEAD"))
+	mux.Handle("/", a.only(a.page(files), "GET", "HEAD"))
 	return mux
 }
 
 // page serves the embedded chat page. A missing file gets the API's JSON 404, since
 // FileServer's own 404 drops the no-store header.
-func page(files fs.FS) http.HandlerFunc {
+func (a *api) page(files fs.FS) http.HandlerFunc {
 	serveFile := http.FileServerFS(files)
 	return func(w http.ResponseWriter, r *http.Request) {
+		a.start(w)
 		name := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
 		if _, err := fs.Stat(files, cmp.Or(name, ".")); err != nil {
 			fail(w, http.StatusNotFound, "no such page: "+r.URL.Path)
@@ -63,31 +63,31 @@ func page(files fs.FS) http.HandlerFunc {
 	}
 }
 
-// onlyWithin gives each handler a write deadline of timeout from when it starts
-// (a poll and an emit move it to when their answer starts: see startAnswer), and
-// returns only.
-// only answers 405 with an Allow header to any other method, and marks every
-// response no-store: a cached poll answer would be a lost or repeated message.
-func onlyWithin(timeout time.Duration) func(next http.HandlerFunc, methods ...string) http.Handler {
-	return func(next http.HandlerFunc, methods ...string) http.Handler {
-		allow := strings.Join(methods, ", ")
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			startAnswer(w, timeout)
-			w.Header().Set("Cache-Control", "no-store")
-			if !slices.Contains(methods, r.Method) {
-				w.Header().Set("Allow", allow)
-				fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
-				return
-			}
-			next(w, r)
-		})
-	}
+// only answers 405 with an Allow header to any other method than methods, and
+// otherwise calls next. Each handler starts its own answer (a.start) when the answer
+// starts: the poll only once it stops waiting, so that a parked poll holds neither
+// a header nor a write-deadline timer, only what net/http gives every request.
+func (a *api) only(next http.HandlerFunc, methods ...string) http.Handler {
+	allow := strings.Join(methods, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !slices.Contains(methods, r.Method) {
+			a.start(w)
+			w.Header().Set("Allow", allow)
+			fail(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
+			return
+		}
+		next(w, r)
+	})
 }
+
+// start starts an answer of the API: see startAnswer.
+func (a *api) start(w http.ResponseWriter) { startAnswer(w, a.hub.cfg.writeTimeout) }
 
 // connect gives the browser a fresh, unguessable id and a mailbox holding the online
 // count, and tells it the poll timeout, so that it can give up on a poll that hangs
 // well past it (a connection that silently stopped carrying bytes).
 func (a *api) connect(w http.ResponseWriter, r *http.Request) {
+	a.start(w)
 	var b [16]byte
 	rand.Read(b[:]) // never fails (crypto/rand panics rather than return weak bytes)
 	id := hex.EncodeToString(b[:])
@@ -107,16 +107,18 @@ func (a *api) poll(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	id := q.Get("id")
 	if id == "" {
+		a.start(w)
 		fail(w, http.StatusBadRequest, "id is missing: POST /connect gives you one")
 		return
 	}
 	after, err := strconv.ParseUint(q.Get("after"), 10, 64)
 	if err != nil {
+		a.start(w)
 		fail(w, http.StatusBadRequest, fmt.Sprintf("after=%q is not a non-negative integer: send the highest seq you have, 0 at first", q.Get("after")))
 		return
 	}
 	b := a.hub.wait(r.Context(), id, after)
-	startAnswer(w, a.hub.cfg.writeTimeout)
+	a.start(w)
 	if b.err != nil {
 		failHub(w, b.err)
 		return
@@ -157,6 +159,7 @@ func writeBatch(w io.Writer, b batch) error {
 
 // emit checks one message and hands it to the hub, answering once every mailbox has it.
 func (a *api) emit(w http.ResponseWriter, r *http.Request) {
+	a.start(w)
 	id := r.URL.Query().Get("id")
 	if id == "" {
 		fail(w, http.StatusBadRequest, "id is missing: POST /connect gives you one")
@@ -167,7 +170,7 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msg, err := decodeEmit(http.MaxBytesReader(w, r.Body, a.maxMessage))
-	startAnswer(w, a.hub.cfg.writeTimeout)
+	a.start(w) // again: the time the body took to arrive must not eat the answer's
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
@@ -190,6 +193,7 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 // disconnect is the browser's goodbye, so the others hear of it now rather than
 // after -client-ttl. Saying goodbye twice is fine.
 func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {
+	a.start(w)
 	id := r.URL.Query().Get("id")
 	if id == "" {
 		fail(w, http.StatusBadRequest, "id is missing")
@@ -278,10 +282,13 @@ func checkEvent(e string) error {
 	return nil
 }
 
-// startAnswer gives the answer that starts now timeout to be written, counted from
+// startAnswer marks the answer that starts now no-store (a cached poll answer would
+// be a lost or repeated message) and gives it timeout to be written, counted from
 // now: the time a poll spent parked, or a body spent arriving (up to the server's
 // ReadTimeout, as long as this), must not eat into it, or a 408 could never leave.
+// Calling it again moves the deadline.
 func startAnswer(w http.ResponseWriter, timeout time.Duration) {
+	w.Header().Set("Cache-Control", "no-store")
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout))
 }
 
