@@ -347,12 +347,18 @@ func (s *state) broadcast(msg *message) {
 			answers = append(answers, s.take(c, now))
 		}
 	}
-	// The polls are woken in one tight loop after the work, not one by one during
-	// it: with thousands woken, the hub would otherwise be preempted halfway and
-	// wait behind the very handlers it woke, and the last clients with it.
-	for i, req := range woken {
-		req.reply <- answers[i]
-	}
+	// The woken polls hear their answers from a goroutine of their own. It owns
+	// woken and answers, talks to nobody but the reply channels, and never blocks,
+	// since each is buffered and hears one answer. Thousands of sends take long
+	// enough for the runtime to preempt the sender, and a preempted goroutine waits
+	// behind the very handlers it woke: were the hub the sender, the emit's own
+	// answer and every re-poll would wait with it (about 200 ms with 10,000 parked,
+	// against the floor's 10-25 ms; loadtest -mode hold prints it per broadcast).
+	go func() {
+		for i, req := range woken {
+			req.reply <- answers[i]
+		}
+	}()
 	for _, id := range full {
 		s.drop(id, fmt.Sprintf("evicted: more than %d unacknowledged messages; poll sooner", s.cfg.mailbox))
 	}
