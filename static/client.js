@@ -35,8 +35,8 @@ export function backoff(n) {
 // connect starts talking to the server at base (the page's own origin by
 // default) and returns a socket: a small object in the style of socket.io.
 // options replaces the environment, for tests: fetch, timers ({setTimeout,
-// clearTimeout, now}), random, window (where "online" and "pagehide" are
-// heard), locks, BroadcastChannel, sendBeacon.
+// clearTimeout, now}), random, window (where "online", "beforeunload" and
+// "pagehide" are heard), locks, BroadcastChannel, sendBeacon.
 export function connect(base = "", options = {}) {
   const env = environment(options);
   const T = env.timers;
@@ -56,6 +56,7 @@ export function connect(base = "", options = {}) {
   let tab = "solo"; // names this tab in wire events
   let run = 0; // counts starts; a loop whose run is over stops
   let goneAt = 0; // when we said goodbye, if we did
+  let byeFor = ""; // the id whose goodbye is on its way
   const inFlight = new Set(); // AbortControllers of our open requests
   const wakers = new Set(); // functions that end the current back-off wait
   const idWaiters = []; // emits waiting for an id
@@ -373,15 +374,30 @@ export function connect(base = "", options = {}) {
   const onOnline = () => {
     for (const wake of wakers) wake("online");
   };
-  // The page goes away (closed, or into the back/forward cache). The last tab
-  // of the browser says goodbye, so the others see the online count drop now
-  // instead of after the server's client timeout; sendBeacon is made for
-  // this: the browser delivers it even while the page is being unloaded.
+  // sayGoodbye is the last tab's goodbye, so the others see the online count
+  // drop now instead of after the server's client timeout. sendBeacon is
+  // made for this: the browser delivers it even while the page unloads. It
+  // is said once per id, whichever of the two events below comes first.
+  const sayGoodbye = () => {
+    if (!id || byeFor === id || (tabs && !tabs.last())) return;
+    byeFor = id;
+    env.sendBeacon?.(`${base}/disconnect?id=${id}`);
+    tell({ kind: "goodbye", tab, at: T.now(), id });
+  };
+  // beforeunload comes first when a person closes the tab, while it is still
+  // whole. Firefox needs it: when the closing tab is the last page of its
+  // content process, Firefox shuts the process down and, to be quick about
+  // it, stops whatever page script is running, pagehide listeners included;
+  // a goodbye left to pagehide was lost on about one close in three. Firefox
+  // runs beforeunload before it starts that shutdown (only for pages that
+  // listen for it). A cancelled unload costs the id: the next poll hears 410
+  // and reconnects, saying that messages may be missing.
+  const onBeforeUnload = () => sayGoodbye();
+  // pagehide comes when the page goes away (closed, or into the back/forward
+  // cache), also where the browser skipped beforeunload, as phones often do.
   const onPageHide = () => {
-    const last = !tabs || tabs.last();
-    if (last && id) {
-      env.sendBeacon?.(`${base}/disconnect?id=${id}`);
-      tell({ kind: "goodbye", tab, at: T.now(), id });
+    sayGoodbye();
+    if (byeFor && byeFor === id) {
       goneAt = T.now();
       setId("");
     }
@@ -391,6 +407,7 @@ export function connect(base = "", options = {}) {
     if (e.persisted) start();
   };
   env.window?.addEventListener("online", onOnline);
+  env.window?.addEventListener("beforeunload", onBeforeUnload);
   env.window?.addEventListener("pagehide", onPageHide);
   env.window?.addEventListener("pageshow", onPageShow);
 
@@ -449,6 +466,7 @@ export function connect(base = "", options = {}) {
     // just goes away).
     close() {
       env.window?.removeEventListener("online", onOnline);
+      env.window?.removeEventListener("beforeunload", onBeforeUnload);
       env.window?.removeEventListener("pagehide", onPageHide);
       env.window?.removeEventListener("pageshow", onPageShow);
       stop();
