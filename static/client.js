@@ -25,6 +25,11 @@ export const rules = Object.freeze({
   pollTimeoutMs: 25000, // assumed when /connect does not say
 });
 
+// stayedMs is how long a page that left at beforeunload waits for the unload
+// to happen before it comes back (it was cancelled). Pages only: the load
+// tool's restart mode has no pages, so this is not one of its rules.
+export const stayedMs = 3000;
+
 // backoff(n) is the back-off ceiling after n failures in a row. The wait is
 // drawn from [backoff(n)/2, backoff(n)) ("equal jitter"): it still grows, and
 // a thousand tabs that lost the same server do not come back in one instant.
@@ -56,7 +61,8 @@ export function connect(base = "", options = {}) {
   let tab = "solo"; // names this tab in wire events
   let run = 0; // counts starts; a loop whose run is over stops
   let goneAt = 0; // when we said goodbye, if we did
-  let byeFor = ""; // the id whose goodbye is on its way
+  let away = false; // the page is going away; start() brings it back
+  let stayed = null; // the timer that brings back a page whose unload was cancelled
   const inFlight = new Set(); // AbortControllers of our open requests
   const wakers = new Set(); // functions that end the current back-off wait
   const idWaiters = []; // emits waiting for an id
@@ -338,6 +344,7 @@ export function connect(base = "", options = {}) {
   // part: as leader or follower with tabs, or polling alone without.
   function start() {
     const mine = ++run;
+    away = false;
     tab = Math.random().toString(36).slice(2, 10);
     role = "follower"; // until the lock says otherwise, which may be at once
     tabs = joinTabs({
@@ -374,34 +381,41 @@ export function connect(base = "", options = {}) {
   const onOnline = () => {
     for (const wake of wakers) wake("online");
   };
-  // sayGoodbye is the last tab's goodbye, so the others see the online count
-  // drop now instead of after the server's client timeout. sendBeacon is
-  // made for this: the browser delivers it even while the page unloads. It
-  // is said once per id, whichever of the two events below comes first.
-  const sayGoodbye = () => {
-    if (!id || byeFor === id || (tabs && !tabs.last())) return;
-    byeFor = id;
-    env.sendBeacon?.(`${base}/disconnect?id=${id}`);
-    tell({ kind: "goodbye", tab, at: T.now(), id });
-  };
-  // beforeunload comes first when a person closes the tab, while it is still
-  // whole. Firefox needs it: when the closing tab is the last page of its
-  // content process, Firefox shuts the process down and, to be quick about
-  // it, stops whatever page script is running, pagehide listeners included;
-  // a goodbye left to pagehide was lost on about one close in three. Firefox
-  // runs beforeunload before it starts that shutdown (only for pages that
-  // listen for it). A cancelled unload costs the id: the next poll hears 410
-  // and reconnects, saying that messages may be missing.
-  const onBeforeUnload = () => sayGoodbye();
-  // pagehide comes when the page goes away (closed, or into the back/forward
-  // cache), also where the browser skipped beforeunload, as phones often do.
-  const onPageHide = () => {
-    sayGoodbye();
-    if (byeFor && byeFor === id) {
+  // The page goes away: closed, reloaded, or into the back/forward cache.
+  // leave stops this tab's part and, if this is the browser's last tab, says
+  // goodbye, so the others see the online count drop now instead of after
+  // the server's client timeout (sendBeacon is made for this: the browser
+  // delivers it even while the page unloads). It stops first, so that our
+  // parked poll is cancelled before the goodbye can have it answered 410.
+  const leave = () => {
+    if (away) return;
+    away = true;
+    const bye = id && (!tabs || tabs.last()) ? id : "";
+    stop();
+    if (bye) {
+      env.sendBeacon?.(`${base}/disconnect?id=${bye}`);
+      tell({ kind: "goodbye", tab, at: T.now(), id: bye });
       goneAt = T.now();
       setId("");
     }
-    stop();
+  };
+  // A tab leaves at beforeunload, which a person's close runs while the tab
+  // is still whole, or at pagehide where none came (phones often skip it).
+  // Firefox needs the first: when the closing tab is the last page of its
+  // content process, Firefox shuts the process down and stops whatever page
+  // script is running as it does, pagehide listeners included, so a goodbye
+  // left to pagehide was lost on about one close in three. Firefox runs
+  // beforeunload before that shutdown starts (for pages that listen for it).
+  // An unload can still be cancelled after beforeunload: a page still here
+  // stayedMs later comes back, as from the cache.
+  const onBeforeUnload = () => {
+    leave();
+    T.clearTimeout(stayed);
+    stayed = T.setTimeout(() => away && start(), stayedMs);
+  };
+  const onPageHide = () => {
+    T.clearTimeout(stayed);
+    leave();
   };
   const onPageShow = (e) => {
     if (e.persisted) start();
@@ -467,6 +481,7 @@ export function connect(base = "", options = {}) {
     close() {
       env.window?.removeEventListener("online", onOnline);
       env.window?.removeEventListener("beforeunload", onBeforeUnload);
+      T.clearTimeout(stayed);
       env.window?.removeEventListener("pagehide", onPageHide);
       env.window?.removeEventListener("pageshow", onPageShow);
       stop();
