@@ -533,12 +533,14 @@ export class Tab {
   }
 
   // close closes the tab the way a person does, so the page gets its
-  // pagehide event, after checking its console.
+  // beforeunload and pagehide events, after checking its console.
   async close() {
     this.checkConsole();
     this.closed = true;
-    // With runBeforeUnload the browser runs the page's unload steps, as
-    // for a person's click, and puppeteer does not wait: so wait here.
+    // With runBeforeUnload the browser runs beforeunload first, as for a
+    // person's click (Firefox's WebDriver BiDi closes the tab through the
+    // same call as the tab's close button), and puppeteer does not wait: so
+    // wait here.
     const gone = new Promise((resolve) => this.page.once("close", resolve));
     await this.page.close({ runBeforeUnload: true });
     await within(gone, stepTimeout, `tab ${this.name} did not close`);

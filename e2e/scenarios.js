@@ -97,17 +97,13 @@ export const scenarios = [
   },
 
   {
-    // Closing a tab tells the server at once (sendBeacon on pagehide), so the
-    // other person's count drops long before -client-ttl.
+    // Closing a tab tells the server at once (sendBeacon at beforeunload), so
+    // the other person's count drops long before -client-ttl. In Firefox Bob's
+    // tab is the last page of its content process (each person's profile has
+    // its own), so closing it shuts that process down, and Firefox stops the
+    // page's script as it does: a goodbye left to pagehide was lost on about
+    // one close in three here (client.js's onBeforeUnload tells the story).
     name: "closing a tab says goodbye",
-    // Firefox ESR 153, headless under WebDriver BiDi, loses the goodbye on some
-    // closes: about one in four (25 of ~100) when the page's first pagehide
-    // listener came from its module, 1 of 36 since index.html registers one as
-    // the document starts (0 of the last 12, with it first in the head).
-    // Navigating away never loses it, nor does a small page with the same lock,
-    // channel, parked fetch and beacon. Until the cause is found the story runs
-    // in Firefox and reports as a TODO.
-    knownToFail: { firefox: "the goodbye beacon is lost on some tab closes" },
     async run(r) {
       const srv = await r.startServer(["-poll-timeout", "2s", "-client-ttl", "60s", "-presence-every", "250ms"]);
       const { ada, bob } = await twoPeople(r, srv);

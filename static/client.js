@@ -25,6 +25,11 @@ export const rules = Object.freeze({
   pollTimeoutMs: 25000, // assumed when /connect does not say
 });
 
+// stayedMs is how long a page that left at beforeunload waits for the unload
+// to happen before it comes back (it was cancelled). Pages only: the load
+// tool's restart mode has no pages, so this is not one of its rules.
+export const stayedMs = 3000;
+
 // backoff(n) is the back-off ceiling after n failures in a row. The wait is
 // drawn from [backoff(n)/2, backoff(n)) ("equal jitter"): it still grows, and
 // a thousand tabs that lost the same server do not come back in one instant.
@@ -35,8 +40,8 @@ export function backoff(n) {
 // connect starts talking to the server at base (the page's own origin by
 // default) and returns a socket: a small object in the style of socket.io.
 // options replaces the environment, for tests: fetch, timers ({setTimeout,
-// clearTimeout, now}), random, window (where "online" and "pagehide" are
-// heard), locks, BroadcastChannel, sendBeacon.
+// clearTimeout, now}), random, window (where "online", "beforeunload" and
+// "pagehide" are heard), locks, BroadcastChannel, sendBeacon.
 export function connect(base = "", options = {}) {
   const env = environment(options);
   const T = env.timers;
@@ -56,6 +61,8 @@ export function connect(base = "", options = {}) {
   let tab = "solo"; // names this tab in wire events
   let run = 0; // counts starts; a loop whose run is over stops
   let goneAt = 0; // when we said goodbye, if we did
+  let away = false; // the page is going away; start() brings it back
+  let stayed = null; // the timer that brings back a page whose unload was cancelled
   const inFlight = new Set(); // AbortControllers of our open requests
   const wakers = new Set(); // functions that end the current back-off wait
   const idWaiters = []; // emits waiting for an id
@@ -337,6 +344,7 @@ export function connect(base = "", options = {}) {
   // part: as leader or follower with tabs, or polling alone without.
   function start() {
     const mine = ++run;
+    away = false;
     tab = Math.random().toString(36).slice(2, 10);
     role = "follower"; // until the lock says otherwise, which may be at once
     tabs = joinTabs({
@@ -373,24 +381,47 @@ export function connect(base = "", options = {}) {
   const onOnline = () => {
     for (const wake of wakers) wake("online");
   };
-  // The page goes away (closed, or into the back/forward cache). The last tab
-  // of the browser says goodbye, so the others see the online count drop now
-  // instead of after the server's client timeout; sendBeacon is made for
-  // this: the browser delivers it even while the page is being unloaded.
-  const onPageHide = () => {
-    const last = !tabs || tabs.last();
-    if (last && id) {
-      env.sendBeacon?.(`${base}/disconnect?id=${id}`);
-      tell({ kind: "goodbye", tab, at: T.now(), id });
+  // The page goes away: closed, reloaded, or into the back/forward cache.
+  // leave stops this tab's part and, if this is the browser's last tab, says
+  // goodbye, so the others see the online count drop now instead of after
+  // the server's client timeout (sendBeacon is made for this: the browser
+  // delivers it even while the page unloads). It stops first, so that our
+  // parked poll is cancelled before the goodbye can have it answered 410.
+  const leave = () => {
+    if (away) return;
+    away = true;
+    const bye = id && (!tabs || tabs.last()) ? id : "";
+    stop();
+    if (bye) {
+      env.sendBeacon?.(`${base}/disconnect?id=${bye}`);
+      tell({ kind: "goodbye", tab, at: T.now(), id: bye });
       goneAt = T.now();
       setId("");
     }
-    stop();
+  };
+  // A tab leaves at beforeunload, which a person's close runs while the tab
+  // is still whole, or at pagehide where none came (phones often skip it).
+  // Firefox needs the first: when the closing tab is the last page of its
+  // content process, Firefox shuts the process down and stops whatever page
+  // script is running as it does, pagehide listeners included, so a goodbye
+  // left to pagehide was lost on about one close in three. Firefox runs
+  // beforeunload before that shutdown starts (for pages that listen for it).
+  // An unload can still be cancelled after beforeunload: a page still here
+  // stayedMs later comes back, as from the cache.
+  const onBeforeUnload = () => {
+    leave();
+    T.clearTimeout(stayed);
+    stayed = T.setTimeout(() => away && start(), stayedMs);
+  };
+  const onPageHide = () => {
+    T.clearTimeout(stayed);
+    leave();
   };
   const onPageShow = (e) => {
     if (e.persisted) start();
   };
   env.window?.addEventListener("online", onOnline);
+  env.window?.addEventListener("beforeunload", onBeforeUnload);
   env.window?.addEventListener("pagehide", onPageHide);
   env.window?.addEventListener("pageshow", onPageShow);
 
@@ -449,6 +480,8 @@ export function connect(base = "", options = {}) {
     // just goes away).
     close() {
       env.window?.removeEventListener("online", onOnline);
+      env.window?.removeEventListener("beforeunload", onBeforeUnload);
+      T.clearTimeout(stayed);
       env.window?.removeEventListener("pagehide", onPageHide);
       env.window?.removeEventListener("pageshow", onPageShow);
       stop();

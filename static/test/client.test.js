@@ -4,7 +4,7 @@
 // Run: node --test static/
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, backoff } from "../client.js";
+import { connect, backoff, stayedMs } from "../client.js";
 
 const T0 = 1_000_000; // the fake clock's start: any time well away from 0
 
@@ -420,6 +420,69 @@ test("closing a tab that is not the last says no goodbye; closing the last one d
   assert.deepEqual(beacons, ["/disconnect?id=shared"]);
   a.socket.close();
   b.socket.close();
+});
+
+test("the last tab says goodbye at beforeunload, and not again at pagehide", async (t) => {
+  const clock = fakeClock();
+  let connects = 0;
+  const server = fakeServer(clock, (req) => {
+    if (req.path === "/connect") return { status: 200, body: { id: `id${++connects}`, pollTimeoutMs: 2000 } };
+    return req.after === "0" ? messages(online(1)) : "hang";
+  });
+  const locks = fakeLocks();
+  const beacons = [];
+  const open = () => {
+    const window = new EventTarget();
+    const socket = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window, sendBeacon: (url) => beacons.push(url) });
+    t.after(() => socket.close()); // a failed assertion must not leave a channel open
+    return { window, socket };
+  };
+  const a = open();
+  const b = open();
+  await until(() => a.socket.role === "leader" && b.socket.role === "follower", "a leads, b follows");
+  await clock.advance(1);
+  await new Promise((r) => setTimeout(r, 50)); // let the greetings cross
+  a.window.dispatchEvent(new Event("beforeunload"));
+  assert.deepEqual(beacons, [], "b is still open");
+  a.window.dispatchEvent(new Event("pagehide"));
+  await until(() => b.socket.role === "leader", "b takes over");
+  await new Promise((r) => setTimeout(r, 50)); // let a's bye arrive
+  b.window.dispatchEvent(new Event("beforeunload"));
+  assert.deepEqual(beacons, ["/disconnect?id=id1"]);
+  b.window.dispatchEvent(new Event("pagehide"));
+  assert.deepEqual(beacons, ["/disconnect?id=id1"], "one goodbye per id");
+});
+
+test("a page still here after beforeunload (the unload was cancelled) comes back", async (t) => {
+  const clock = fakeClock();
+  let connects = 0;
+  const server = fakeServer(clock, (req) => {
+    if (req.path === "/connect") return { status: 200, body: { id: `c${++connects}`, pollTimeoutMs: 2000 } };
+    return req.after === "0" ? messages(online(1)) : "hang";
+  });
+  const window = new EventTarget();
+  const beacons = [];
+  const socket = connect("", { fetch: server.fetch, timers: clock, random: () => 0.5, window, sendBeacon: (url) => beacons.push(url) });
+  t.after(() => socket.close());
+  const missed = [];
+  socket.onMissed((at) => missed.push(at.getTime()));
+  await clock.advance(10);
+  const parked = server.of("/poll").at(-1);
+  window.dispatchEvent(new Event("beforeunload"));
+  assert.deepEqual(beacons, ["/disconnect?id=c1"]);
+  assert.ok(parked.aborted, "the parked poll ends with the goodbye, before the server can answer it 410");
+  await clock.advance(stayedMs - 1);
+  assert.equal(connects, 1, "still waiting for the unload");
+  await clock.advance(1);
+  assert.equal(connects, 2, "back, with a new id");
+  assert.deepEqual(missed, [T0 + 10], "saying since when messages may be missing");
+
+  // This time the unload goes on to pagehide, and the page stays gone.
+  window.dispatchEvent(new Event("beforeunload"));
+  window.dispatchEvent(new Event("pagehide"));
+  assert.deepEqual(beacons, ["/disconnect?id=c1", "/disconnect?id=c2"], "one goodbye per id");
+  await clock.advance(2 * stayedMs);
+  assert.equal(connects, 2, "gone for good");
 });
 
 test("a follower's emit during the leader's reconnect waits for the new id", async () => {
