@@ -352,7 +352,7 @@ async function until(cond, what) {
   assert.ok(cond(), what);
 }
 
-test("tabs share one id and one poll; when the leader closes, the next polls on from its cursor", async () => {
+test("tabs share one id and one poll; when the leader closes, the next polls on from its cursor", async (t) => {
   const clock = fakeClock();
   let connects = 0;
   const server = fakeServer(clock, (req) => {
@@ -366,6 +366,7 @@ test("tabs share one id and one poll; when the leader closes, the next polls on 
   const locks = fakeLocks();
   const open = () => {
     const s = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window: new EventTarget() });
+    t.after(() => s.close()); // a failed assertion must not leave a channel open, or the run never ends
     const got = { chats: [], online: [], socket: s };
     s.on("chat", (m) => got.chats.push(m));
     s.on("online", (n) => got.online.push(n));
@@ -395,7 +396,7 @@ test("tabs share one id and one poll; when the leader closes, the next polls on 
   b.socket.close();
 });
 
-test("closing a tab that is not the last says no goodbye; closing the last one does", async () => {
+test("closing a tab that is not the last says no goodbye; closing the last one does", async (t) => {
   const clock = fakeClock();
   const server = fakeServer(clock, (req) =>
     req.path === "/connect" ? { status: 200, body: { id: "shared", pollTimeoutMs: 2000 } } : req.after === "0" ? messages(online(1)) : "hang",
@@ -405,6 +406,7 @@ test("closing a tab that is not the last says no goodbye; closing the last one d
   const open = () => {
     const window = new EventTarget();
     const socket = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window, sendBeacon: (url) => beacons.push(url) });
+    t.after(() => socket.close()); // a failed assertion must not leave a channel open
     return { window, socket };
   };
   const a = open();
@@ -485,7 +487,7 @@ test("a page still here after beforeunload (the unload was cancelled) comes back
   assert.equal(connects, 2, "gone for good");
 });
 
-test("a follower's emit during the leader's reconnect waits for the new id", async () => {
+test("a follower's emit during the leader's reconnect waits for the new id", async (t) => {
   const clock = fakeClock();
   let connects = 0;
   const server = fakeServer(clock, (req) => {
@@ -498,6 +500,7 @@ test("a follower's emit during the leader's reconnect waits for the new id", asy
   const opts = () => ({ fetch: server.fetch, timers: clock, locks, BroadcastChannel, window: new EventTarget(), random: () => 0.5 });
   const a = connect("", opts());
   const b = connect("", opts());
+  t.after(() => (a.close(), b.close())); // a failed assertion must not leave a channel open
   await until(() => a.role === "leader" && b.role === "follower", "a leads, b follows");
   await clock.advance(100); // the 410: a drops gen1 and waits 500 ms before connecting
   await new Promise((r) => setTimeout(r, 50)); // let b hear that the id is gone
