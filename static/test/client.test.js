@@ -396,64 +396,38 @@ test("tabs share one id and one poll; when the leader closes, the next polls on 
   b.socket.close();
 });
 
-test("closing a tab that is not the last says no goodbye; closing the last one does", async (t) => {
-  const clock = fakeClock();
-  const server = fakeServer(clock, (req) =>
-    req.path === "/connect" ? { status: 200, body: { id: "shared", pollTimeoutMs: 2000 } } : req.after === "0" ? messages(online(1)) : "hang",
-  );
-  const locks = fakeLocks();
-  const beacons = [];
-  const open = () => {
-    const window = new EventTarget();
-    const socket = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window, sendBeacon: (url) => beacons.push(url) });
-    t.after(() => socket.close()); // a failed assertion must not leave a channel open
-    return { window, socket };
-  };
-  const a = open();
-  const b = open();
-  await until(() => a.socket.role === "leader" && b.socket.role === "follower", "a leads, b follows");
-  await clock.advance(1);
-  await new Promise((r) => setTimeout(r, 50)); // let the greetings cross
-  a.window.dispatchEvent(new Event("pagehide"));
-  assert.deepEqual(beacons, [], "b is still open");
-  await until(() => b.socket.role === "leader", "b takes over");
-  await new Promise((r) => setTimeout(r, 50)); // let a's bye arrive
-  b.window.dispatchEvent(new Event("pagehide"));
-  assert.deepEqual(beacons, ["/disconnect?id=shared"]);
-  a.socket.close();
-  b.socket.close();
-});
-
-test("the last tab says goodbye at beforeunload, and not again at pagehide", async (t) => {
-  const clock = fakeClock();
-  let connects = 0;
-  const server = fakeServer(clock, (req) => {
-    if (req.path === "/connect") return { status: 200, body: { id: `id${++connects}`, pollTimeoutMs: 2000 } };
-    return req.after === "0" ? messages(online(1)) : "hang";
+// A tab leaves at beforeunload (then pagehide), as a person's close runs them,
+// or at pagehide alone, where the browser skipped beforeunload.
+for (const events of [["pagehide"], ["beforeunload", "pagehide"]]) {
+  test(`closing a tab that is not the last says no goodbye; the last says it once (${events.join(", then ")})`, async (t) => {
+    const clock = fakeClock();
+    const server = fakeServer(clock, (req) =>
+      req.path === "/connect" ? { status: 200, body: { id: "shared", pollTimeoutMs: 2000 } } : req.after === "0" ? messages(online(1)) : "hang",
+    );
+    const locks = fakeLocks();
+    const beacons = [];
+    const open = () => {
+      const window = new EventTarget();
+      const socket = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window, sendBeacon: (url) => beacons.push(url) });
+      t.after(() => socket.close()); // a failed assertion must not leave a channel open
+      return { window, socket };
+    };
+    const a = open();
+    const b = open();
+    await until(() => a.socket.role === "leader" && b.socket.role === "follower", "a leads, b follows");
+    await clock.advance(1);
+    await new Promise((r) => setTimeout(r, 50)); // let the greetings cross
+    for (const e of events) a.window.dispatchEvent(new Event(e));
+    assert.deepEqual(beacons, [], "b is still open");
+    await until(() => b.socket.role === "leader", "b takes over");
+    await new Promise((r) => setTimeout(r, 50)); // let a's bye arrive
+    const [first, ...later] = events;
+    b.window.dispatchEvent(new Event(first));
+    assert.deepEqual(beacons, ["/disconnect?id=shared"], `the goodbye leaves at ${first}`);
+    for (const e of later) b.window.dispatchEvent(new Event(e));
+    assert.deepEqual(beacons, ["/disconnect?id=shared"], "one goodbye per id");
   });
-  const locks = fakeLocks();
-  const beacons = [];
-  const open = () => {
-    const window = new EventTarget();
-    const socket = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window, sendBeacon: (url) => beacons.push(url) });
-    t.after(() => socket.close()); // a failed assertion must not leave a channel open
-    return { window, socket };
-  };
-  const a = open();
-  const b = open();
-  await until(() => a.socket.role === "leader" && b.socket.role === "follower", "a leads, b follows");
-  await clock.advance(1);
-  await new Promise((r) => setTimeout(r, 50)); // let the greetings cross
-  a.window.dispatchEvent(new Event("beforeunload"));
-  assert.deepEqual(beacons, [], "b is still open");
-  a.window.dispatchEvent(new Event("pagehide"));
-  await until(() => b.socket.role === "leader", "b takes over");
-  await new Promise((r) => setTimeout(r, 50)); // let a's bye arrive
-  b.window.dispatchEvent(new Event("beforeunload"));
-  assert.deepEqual(beacons, ["/disconnect?id=id1"]);
-  b.window.dispatchEvent(new Event("pagehide"));
-  assert.deepEqual(beacons, ["/disconnect?id=id1"], "one goodbye per id");
-});
+}
 
 test("a page still here after beforeunload (the unload was cancelled) comes back", async (t) => {
   const clock = fakeClock();
