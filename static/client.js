@@ -61,6 +61,7 @@ export function connect(base = "", options = {}) {
   let tab = "solo"; // names this tab in wire events
   let run = 0; // counts starts; a loop whose run is over stops
   let goneAt = 0; // when we said goodbye, if we did
+  let leftAt = 0; // when we left without a goodbye (other tabs stayed), if we did
   let away = false; // the page is going away; start() brings it back
   let stayed = null; // the timer that brings back a page whose unload was cancelled
   const inFlight = new Set(); // AbortControllers of our open requests
@@ -126,6 +127,7 @@ export function connect(base = "", options = {}) {
     let lostId = false; // the server forgot our id: say so once a new one is here
     let told = false; // onMissed already fired for this run of failures
     if (goneAt) [lostAt, lostId, goneAt] = [goneAt, true, 0]; // back from the cache
+    back(); // our cursor may be behind what the tabs that led meanwhile acknowledged
 
     const fail = () => {
       if (failures++ === 0) lostAt = T.now();
@@ -326,9 +328,10 @@ export function connect(base = "", options = {}) {
     }
     if (msg.id !== undefined && msg.id !== id) setId(msg.id);
     if (msg.type === "state") {
+      const returning = msg.after > after && back();
       after = Math.max(after, msg.after);
       pollTimeoutMs = msg.pollTimeoutMs;
-      if (msg.online !== null && online === null) dispatch("online", msg.online);
+      if (msg.online !== null && (online === null || returning)) dispatch("online", msg.online);
       if (msg.status) setStatus(msg.status);
     } else if (msg.type === "msg" && msg.seq > after) {
       after = msg.seq;
@@ -397,7 +400,19 @@ export function connect(base = "", options = {}) {
       tell({ kind: "goodbye", tab, at: T.now(), id: bye });
       goneAt = T.now();
       setId("");
+    } else {
+      leftAt = T.now();
     }
+  };
+  // back is called once a tab that left without a goodbye is part of the tabs
+  // again (a cancelled unload, the back/forward cache). While it was away the
+  // others went on hearing, and acknowledging, messages that nobody kept for
+  // it: it says those may be missing rather than skip them in silence.
+  const back = () => {
+    if (!leftAt) return false;
+    for (const fn of missedHandlers) safely(fn, new Date(leftAt));
+    leftAt = 0;
+    return true;
   };
   // A tab leaves at beforeunload, which a person's close runs while the tab
   // is still whole, or at pagehide where none came (phones often skip it).

@@ -461,6 +461,43 @@ test("a page still here after beforeunload (the unload was cancelled) comes back
   assert.equal(connects, 2, "gone for good");
 });
 
+test("a tab that left without a goodbye and comes back says what it may have missed, and takes the count anew", async (t) => {
+  const clock = fakeClock();
+  const server = fakeServer(clock, (req) => {
+    if (req.path === "/connect") return { status: 200, body: { id: "shared", pollTimeoutMs: 2000 } };
+    if (req.after === "0") return messages(online(1));
+    // While b is away, the leader hears a chat and a new count.
+    if (req.after === "1") return { ...messages({ seq: 2, event: "chat", data: "gap" }, online(3, 3)), delay: 1000 };
+    return "hang";
+  });
+  const locks = fakeLocks();
+  const open = () => {
+    const window = new EventTarget();
+    const socket = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window });
+    t.after(() => socket.close()); // a failed assertion must not leave a channel open
+    const got = { window, socket, chats: [], online: [], missed: [] };
+    socket.on("chat", (m) => got.chats.push(m));
+    socket.on("online", (n) => got.online.push(n));
+    socket.onMissed((at) => got.missed.push(at.getTime()));
+    return got;
+  };
+  const a = open();
+  const b = open();
+  await until(() => a.socket.role === "leader" && b.socket.role === "follower", "a leads, b follows");
+  await clock.advance(1);
+  await new Promise((r) => setTimeout(r, 50)); // let the greetings cross
+  b.window.dispatchEvent(new Event("beforeunload")); // and the unload is cancelled
+  const leftAt = clock.now();
+  await clock.advance(1000);
+  await until(() => a.chats.length === 1, "a hears the chat");
+  await clock.advance(stayedMs);
+  await until(() => b.missed.length === 1, "b, back, says messages may be missing");
+  assert.deepEqual(b.missed, [leftAt]);
+  assert.deepEqual(b.chats, [], "b does not pretend to have the chat");
+  await until(() => b.online.at(-1) === 3, "b shows the count the leader has now");
+  assert.deepEqual(a.missed, [], "a missed nothing");
+});
+
 test("a follower's emit during the leader's reconnect waits for the new id", async (t) => {
   const clock = fakeClock();
   let connects = 0;
