@@ -354,11 +354,13 @@ func (s *state) broadcast(msg *message) {
 	// behind the very handlers it woke: were the hub the sender, the emit's own
 	// answer and every re-poll would wait with it (about 200 ms with 10,000 parked,
 	// against the floor's 10-25 ms; loadtest -mode hold prints it per broadcast).
-	go func() {
-		for i, req := range woken {
-			req.reply <- answers[i]
-		}
-	}()
+	if len(woken) > 0 {
+		go func() {
+			for i, req := range woken {
+				req.reply <- answers[i]
+			}
+		}()
+	}
 	for _, id := range full {
 		s.drop(id, fmt.Sprintf("evicted: more than %d unacknowledged messages; poll sooner", s.cfg.mailbox))
 	}
