@@ -127,7 +127,7 @@ export function connect(base = "", options = {}) {
     let lostId = false; // the server forgot our id: say so once a new one is here
     let told = false; // onMissed already fired for this run of failures
     if (goneAt) [lostAt, lostId, goneAt] = [goneAt, true, 0]; // back from the cache
-    back(); // our cursor may be behind what the tabs that led meanwhile acknowledged
+    back(true); // our cursor may be behind what the tabs that led meanwhile acknowledged
 
     const fail = () => {
       if (failures++ === 0) lostAt = T.now();
@@ -328,7 +328,7 @@ export function connect(base = "", options = {}) {
     }
     if (msg.id !== undefined && msg.id !== id) setId(msg.id);
     if (msg.type === "state") {
-      const returning = msg.after > after && back();
+      const returning = back(msg.after > after);
       after = Math.max(after, msg.after);
       pollTimeoutMs = msg.pollTimeoutMs;
       if (msg.online !== null && (online === null || returning)) dispatch("online", msg.online);
@@ -405,13 +405,15 @@ export function connect(base = "", options = {}) {
     }
   };
   // back is called once a tab that left without a goodbye is part of the tabs
-  // again (a cancelled unload, the back/forward cache). While it was away the
-  // others went on hearing, and acknowledging, messages that nobody kept for
-  // it: it says those may be missing rather than skip them in silence.
-  const back = () => {
-    if (!leftAt) return false;
-    for (const fn of missedHandlers) safely(fn, new Date(leftAt));
+  // again (a cancelled unload, the back/forward cache), with whether it is
+  // behind the others. While it was away they went on hearing, and
+  // acknowledging, messages that nobody kept for it: it says those may be
+  // missing rather than skip them in silence. It returns whether it said so.
+  const back = (behind) => {
+    const since = leftAt;
     leftAt = 0;
+    if (!since || !behind) return false;
+    for (const fn of missedHandlers) safely(fn, new Date(since));
     return true;
   };
   // A tab leaves at beforeunload, which a person's close runs while the tab

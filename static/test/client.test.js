@@ -498,6 +498,35 @@ test("a tab that left without a goodbye and comes back says what it may have mis
   assert.deepEqual(a.missed, [], "a missed nothing");
 });
 
+test("a tab that comes back having missed nothing says nothing, then or when it leads later", async (t) => {
+  const clock = fakeClock();
+  const server = fakeServer(clock, (req) => {
+    if (req.path === "/connect") return { status: 200, body: { id: "shared", pollTimeoutMs: 2000 } };
+    return req.after === "0" ? messages(online(1)) : "hang";
+  });
+  const locks = fakeLocks();
+  const open = () => {
+    const window = new EventTarget();
+    const socket = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window });
+    t.after(() => socket.close()); // a failed assertion must not leave a channel open
+    const got = { window, socket, missed: [] };
+    socket.onMissed((at) => got.missed.push(at.getTime()));
+    return got;
+  };
+  const a = open();
+  const b = open();
+  await until(() => a.socket.role === "leader" && b.socket.role === "follower", "a leads, b follows");
+  await clock.advance(1);
+  await new Promise((r) => setTimeout(r, 50)); // let the greetings cross
+  b.window.dispatchEvent(new Event("beforeunload")); // and the unload is cancelled
+  await clock.advance(stayedMs);
+  await new Promise((r) => setTimeout(r, 50)); // let b hear the leader's state
+  assert.deepEqual(b.missed, [], "nothing came while b was away");
+  a.socket.close();
+  await until(() => b.socket.role === "leader", "b takes over");
+  assert.deepEqual(b.missed, [], "b leads from the cursor it shares with a");
+});
+
 test("a follower's emit during the leader's reconnect waits for the new id", async (t) => {
   const clock = fakeClock();
   let connects = 0;
