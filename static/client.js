@@ -90,6 +90,11 @@ export function connect(base = "", options = {}) {
   // forgot us and what was sent since lostAt may be missing.
   function missed(lostAt) {
     if (role === "leader") tabs?.post({ type: "missed", lostAt });
+    missedHere(lostAt);
+  }
+
+  // missedHere tells this tab's page only.
+  function missedHere(lostAt) {
     for (const fn of missedHandlers) safely(fn, new Date(lostAt));
   }
 
@@ -339,7 +344,7 @@ export function connect(base = "", options = {}) {
     } else if (msg.type === "status") {
       setStatus(msg.status);
     } else if (msg.type === "missed") {
-      for (const fn of missedHandlers) safely(fn, new Date(msg.lostAt));
+      missedHere(msg.lostAt);
     }
   }
 
@@ -413,7 +418,7 @@ export function connect(base = "", options = {}) {
     const since = leftAt;
     leftAt = 0;
     if (!since || !behind) return false;
-    for (const fn of missedHandlers) safely(fn, new Date(since));
+    missedHere(since);
     return true;
   };
   // A tab leaves at beforeunload, which a person's close runs while the tab
