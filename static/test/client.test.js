@@ -461,6 +461,19 @@ test("a page still here after beforeunload (the unload was cancelled) comes back
   assert.equal(connects, 2, "gone for good");
 });
 
+// openTab opens one more tab of a browser whose tabs share locks, with its own
+// window, and records what its page hears.
+function openTab(t, clock, server, locks) {
+  const window = new EventTarget();
+  const socket = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window });
+  t.after(() => socket.close()); // a failed assertion must not leave a channel open
+  const got = { window, socket, chats: [], online: [], missed: [] };
+  socket.on("chat", (m) => got.chats.push(m));
+  socket.on("online", (n) => got.online.push(n));
+  socket.onMissed((at) => got.missed.push(at.getTime()));
+  return got;
+}
+
 test("a tab that left without a goodbye and comes back says what it may have missed, and takes the count anew", async (t) => {
   const clock = fakeClock();
   const server = fakeServer(clock, (req) => {
@@ -471,18 +484,8 @@ test("a tab that left without a goodbye and comes back says what it may have mis
     return "hang";
   });
   const locks = fakeLocks();
-  const open = () => {
-    const window = new EventTarget();
-    const socket = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window });
-    t.after(() => socket.close()); // a failed assertion must not leave a channel open
-    const got = { window, socket, chats: [], online: [], missed: [] };
-    socket.on("chat", (m) => got.chats.push(m));
-    socket.on("online", (n) => got.online.push(n));
-    socket.onMissed((at) => got.missed.push(at.getTime()));
-    return got;
-  };
-  const a = open();
-  const b = open();
+  const a = openTab(t, clock, server, locks);
+  const b = openTab(t, clock, server, locks);
   await until(() => a.socket.role === "leader" && b.socket.role === "follower", "a leads, b follows");
   await clock.advance(1);
   await new Promise((r) => setTimeout(r, 50)); // let the greetings cross
@@ -505,16 +508,8 @@ test("a tab that comes back having missed nothing says nothing, then or when it 
     return req.after === "0" ? messages(online(1)) : "hang";
   });
   const locks = fakeLocks();
-  const open = () => {
-    const window = new EventTarget();
-    const socket = connect("", { fetch: server.fetch, timers: clock, locks, BroadcastChannel, window });
-    t.after(() => socket.close()); // a failed assertion must not leave a channel open
-    const got = { window, socket, missed: [] };
-    socket.onMissed((at) => got.missed.push(at.getTime()));
-    return got;
-  };
-  const a = open();
-  const b = open();
+  const a = openTab(t, clock, server, locks);
+  const b = openTab(t, clock, server, locks);
   await until(() => a.socket.role === "leader" && b.socket.role === "follower", "a leads, b follows");
   await clock.advance(1);
   await new Promise((r) => setTimeout(r, 50)); // let the greetings cross
