@@ -4,7 +4,9 @@
 // Run: node --test static/
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, backoff, stayedMs } from "../client.js";
+import { connect } from "../client.js";
+import { backoff } from "../backoff.js";
+import { stayedMs } from "../page.js";
 
 const T0 = 1_000_000; // the fake clock's start: any time well away from 0
 
