@@ -18,12 +18,12 @@ export function emitter(s, inOrder) {
   };
   return (event, data) => {
     const body = JSON.stringify({ event, data });
-    return inTurn(() => send(s, event, body));
+    return inTurn(() => emitOnce(s, event, body));
   };
 }
 
-// send posts one emit, waiting for an id if there is none yet.
-async function send(s, event, body) {
+// emitOnce posts one emit, waiting for an id if there is none yet.
+async function emitOnce(s, event, body) {
   for (let tries = 0; ; tries++) {
     const used = s.id || (await new Promise((resolve) => s.idWaiters.push(resolve)));
     const end = s.wire.begin("emit", { event, id: used });
