@@ -1,7 +1,7 @@
 // session.js owns what the pieces of one socket share: the browser's APIs,
 // the id and cursor, what the page was last told, and the open requests.
-// The poll loop (client.js), the tabs (tabs.js) and the page (page.js) each
-// change it only through the few functions here.
+// Every change the page or the other tabs must hear about goes through the
+// steps here (setId, setStatus, deliver, missed), so none is told twice.
 import { listeners } from "./listeners.js";
 import { wireLog } from "./wirelog.js";
 
@@ -32,12 +32,12 @@ export function openSession(base, options, defaults) {
     post: () => {}, // to every other tab; tabs.js sets it while there are tabs
   };
   s.wire = wireLog(s);
-  Object.assign(s, sharedSteps(s));
+  Object.assign(s, steps(s));
   return s;
 }
 
-// sharedSteps are the changes every tab's page must hear about.
-function sharedSteps(s) {
+// steps are the functions every piece changes s with, or asks through.
+function steps(s) {
   // share tells the other tabs, if this tab leads them (followers only listen).
   const share = (msg) => s.role === "leader" && s.post(msg);
   return {
