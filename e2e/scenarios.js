@@ -102,7 +102,7 @@ export const scenarios = [
     // tab is the last page of its content process (each person's profile has
     // its own), so closing it shuts that process down, and Firefox stops the
     // page's script as it does: a goodbye left to pagehide was lost on about
-    // one close in three here (client.js's onBeforeUnload tells the story).
+    // one close in three here (docs/browser.md tells the story).
     name: "closing a tab says goodbye",
     async run(r) {
       const srv = await r.startServer(["-poll-timeout", "2s", "-client-ttl", "60s", "-presence-every", "250ms"]);

@@ -8,7 +8,7 @@ import (
 )
 
 // The back-off rules every virtual client follows, the same as the page's
-// client.js: after each failure the client waits before it tries again, longer
+// static/backoff.js (testdata/backoff-cases.json holds both to them): after each failure the client waits before it tries again, longer
 // the more failures in a row, with jitter, so a restarted server is not met by
 // every client in the same millisecond. A well-formed poll answer resets the count.
 
@@ -24,7 +24,7 @@ const (
 	proxyCut                 // 502 or 504 on a poll open at least a second: poll again at once, quietly
 )
 
-// Back-off bounds, as client.js has them.
+// Back-off bounds, as static/backoff.js has them.
 const (
 	firstBackoff   = 500 * time.Millisecond // backoff(1)
 	maxBackoff     = 10 * time.Second       // backoff(n) never exceeds it
@@ -60,7 +60,7 @@ func wait(o outcome, failures int, retryAfter string, rnd float64) time.Duration
 	case answered, connected, proxyCut:
 		return 0
 	case busy:
-		if r, err := strconv.Atoi(strings.TrimSpace(retryAfter)); err == nil && r >= 0 {
+		if r, ok := readRetryAfter(retryAfter); ok {
 			d := time.Duration(r) * time.Second
 			return spread(d, d)
 		}
@@ -71,6 +71,17 @@ func wait(o outcome, failures int, retryAfter string, rnd float64) time.Duration
 	}
 	b := backoff(failures)
 	return spread(b/2, b-b/2)
+}
+
+// readRetryAfter reads a Retry-After in seconds: digits only, as
+// client.js reads it (no sign); the HTTP-date form counts as missing.
+func readRetryAfter(h string) (int, bool) {
+	h = strings.TrimSpace(h)
+	if h == "" || strings.TrimLeft(h, "0123456789") != "" {
+		return 0, false
+	}
+	r, err := strconv.Atoi(h)
+	return r, err == nil
 }
 
 // pollOutcome classifies a poll's answer: its error, status, whether a 200's

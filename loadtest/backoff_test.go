@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -121,5 +123,75 @@ func TestConnectOutcome(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			require.Equal(t, tt.want, connectOutcome(tt.err, tt.status, tt.hasID))
 		})
+	}
+}
+
+// backoffCases is testdata/backoff-cases.json: the back-off rules as cases
+// that static/test/backoff.test.js checks against client.js's rules too.
+type backoffCases struct {
+	Backoff []struct {
+		Failures int
+		Ms       float64
+	}
+	Waits []struct {
+		Name       string
+		Exit       string
+		Failures   int
+		RetryAfter *string
+		At         [][2]float64 // [random, wait in ms]
+	}
+	Exits []struct {
+		Name       string
+		Error      *string
+		Status     int
+		WellFormed bool
+		ParkedMs   int64
+		Exit       string
+	}
+}
+
+// outcomes maps client.js's exit names to ours: every failure is failed.
+var outcomes = map[string]outcome{
+	"answer": answered, "cut": proxyCut, "gone": lost, "busy": busy,
+	"network": failed, "hung": failed, "http": failed, "malformed": failed, "connect failed": failed,
+}
+
+func readBackoffCases(t *testing.T) backoffCases {
+	t.Helper()
+	raw, err := os.ReadFile("../testdata/backoff-cases.json")
+	require.NoError(t, err)
+	var c backoffCases
+	require.NoError(t, json.Unmarshal(raw, &c))
+	require.NotEmpty(t, c.Backoff)
+	require.NotEmpty(t, c.Waits)
+	require.NotEmpty(t, c.Exits)
+	return c
+}
+
+// TestSharedBackoffCases: the page's cases hold for backoff, wait and pollOutcome.
+func TestSharedBackoffCases(t *testing.T) {
+	c := readBackoffCases(t)
+	for _, tt := range c.Backoff {
+		require.Equal(t, time.Duration(tt.Ms*float64(time.Millisecond)), backoff(tt.Failures), "backoff(%d)", tt.Failures)
+	}
+	for _, tt := range c.Waits {
+		o, ok := outcomes[tt.Exit]
+		require.True(t, ok, "%s: unknown exit %q", tt.Name, tt.Exit)
+		retryAfter := ""
+		if tt.RetryAfter != nil {
+			retryAfter = *tt.RetryAfter
+		}
+		for _, at := range tt.At {
+			want := time.Duration(at[1] * float64(time.Millisecond))
+			require.Equal(t, want, wait(o, tt.Failures, retryAfter, at[0]), "%s, random %v", tt.Name, at[0])
+		}
+	}
+	for _, tt := range c.Exits {
+		var err error
+		if tt.Error != nil {
+			err = errors.New(*tt.Error)
+		}
+		open := time.Duration(tt.ParkedMs) * time.Millisecond
+		require.Equal(t, outcomes[tt.Exit], pollOutcome(err, tt.Status, tt.WellFormed, open), tt.Name)
 	}
 }

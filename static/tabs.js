@@ -1,49 +1,90 @@
 // tabs.js lets the tabs of one browser share one client: one id, one cursor
-// and one parked poll, whatever the number of tabs.
-//
-// Why: over HTTP/1.1 a browser opens at most 6 connections to one host, and
-// a parked poll holds one of them for up to the server's poll timeout. With
-// one poll per tab, 6 tabs hold all 6: every other request of the page (an
-// emit, a 7th tab's /connect, even its script) queues behind a parked poll
-// until the server's timeout frees a connection, 25 s later. Over HTTP/2 all
-// requests to a host share one connection as streams (100 or more at once),
-// so the limit moves far away; but browsers speak HTTP/2 only over TLS, and
-// every tab would still cost the server its own mailbox and parked poll.
-//
-// How: the tabs elect a leader with a Web Lock. Each tab asks for the lock
-// "longpoll-leader"; the browser grants it to one tab and queues the others.
-// The leader alone polls, and hands every message (with its seq), the id and
-// the cursor to the other tabs over a BroadcastChannel. When the leader's tab
-// closes, the browser releases its lock and grants it to the next tab in the
-// queue, which polls on with the same id from the cursor it last heard. The
-// server keeps each message until a later poll acknowledges it, so nothing
-// that was in flight is lost, and every tab skips seqs it already has, so
-// nothing shows twice. A lock, unlike a flag in localStorage, cannot be left
-// held by a tab that crashed: the browser frees it with the tab.
-//
-// The tabs also keep count of each other, so that a closing tab knows at
-// once, without asking anything asynchronous, whether it is the browser's
-// last tab and must say goodbye to the server: each tab holds a lock named
-// after itself while it lives and greets the others on the channel; they
-// queue for that lock, and the browser grants it to them when the tab ends.
-//
-// The leader may sit in a background tab. That is fine: an answer's arrival
-// is not throttled like timers are, and Chromium's Energy Saver does not
-// freeze a tab that holds a Web Lock others wait for (a frozen leader would
-// stall every tab; a discarded one frees its locks, and another tab leads).
-//
-// Both APIs exist in current Chromium and Firefox (ESR included). Web Locks
-// are offered only in secure contexts (https, or http on localhost and
-// 127.0.0.1), so a page served over plain http on a LAN address gets null
-// here and falls back to one poll per tab. Firefox keeps private windows
-// apart from normal ones: each side has its own leader, as two browsers.
-//
-// joinTabs returns null when the browser lacks either API. Otherwise it
-// joins this tab (tab is its name in the posts) and
-// starts the election: onLead() runs when this tab becomes the leader, and
-// onMessage(msg) receives what the other tabs post. close() says bye and
-// gives up the lock (or our place in its queue); a page going into the
-// back/forward cache does that too, so a cached tab never stays the leader.
+// and one parked poll, however many tabs are open. A browser opens at most 6
+// HTTP/1.1 connections to a host and each parked poll holds one, so with a
+// poll per tab a 7th request would queue until a poll's timeout. One tab,
+// the leader (elected with a Web Lock), polls and posts what it hears to the
+// others over a BroadcastChannel. docs/browser.md tells the whole story.
+import { safely } from "./listeners.js";
+
+// takePart runs this tab's part of socket state s: lead(mine) runs the poll
+// loop when this tab leads (or polls alone), and back(behind) is the page's
+// "this tab is part of the tabs again". It returns start, stop, last (no
+// other tab is left) and inOrder (null without tabs).
+export function takePart(s, { lead, back }) {
+  let tabs = null; // the shared piece, or null when every tab polls alone
+  s.post = (msg) => tabs && safely((m) => tabs.post(m), msg);
+  const setRole = (role) => {
+    s.role = role;
+    s.wire.note("role", { role });
+  };
+  const hear = (msg) => follow(s, msg, back);
+  return {
+    // start begins (or, back from the back/forward cache, resumes) this
+    // tab's part: leader or follower with tabs, or polling alone without.
+    start() {
+      const mine = ++s.run;
+      s.tab = Math.random().toString(36).slice(2, 10);
+      s.role = "follower"; // until the lock says otherwise, which may be at once
+      const { name, env } = s;
+      const onLead = () => (setRole("leader"), lead(mine));
+      tabs = joinTabs({ name, tab: s.tab, locks: env.locks, BroadcastChannel: env.BroadcastChannel, onLead, onMessage: hear });
+      if (!tabs) {
+        s.tab = "solo";
+        setRole("alone");
+        lead(mine);
+        return;
+      }
+      if (s.role === "follower") setRole("follower");
+      if (!s.status) s.setStatus("connecting");
+    },
+    // stop ends this tab's part: the loop, its requests, its wait, its tabs.
+    stop() {
+      s.run++;
+      s.abort("stopped");
+      tabs?.close();
+      tabs = null;
+    },
+    last: () => !tabs || tabs.last(),
+    inOrder: (fn) => (tabs ? tabs.inOrder(fn) : null),
+  };
+}
+
+// follow takes what the other tabs post. Only the leader answers a greeting;
+// the others follow the leader's id, cursor, messages and status.
+function follow(s, msg, back) {
+  if (msg.type === "wire" || msg.type === "bye") {
+    // A tab that leaves ends its requests with it: the panel closes their lines.
+    s.wire.heard(msg.type === "wire" ? msg.ev : { kind: "left", tab: msg.tab, at: s.T.now() });
+    return;
+  }
+  if (s.role === "leader") {
+    if (msg.type === "hello") s.share({ type: "state", ...s.state() });
+    return;
+  }
+  if (msg.id !== undefined && msg.id !== s.id) s.setId(msg.id);
+  if (msg.type === "state") {
+    const returning = back(msg.after > s.after);
+    s.after = Math.max(s.after, msg.after);
+    s.pollTimeoutMs = msg.pollTimeoutMs;
+    if (msg.online !== null && (s.online === null || returning)) s.deliver("online", msg.online);
+    if (msg.status) s.setStatus(msg.status);
+  } else if (msg.type === "msg" && msg.seq > s.after) {
+    s.after = msg.seq;
+    s.deliver(msg.event, msg.data);
+  } else if (msg.type === "status") {
+    s.setStatus(msg.status);
+  } else if (msg.type === "missed") {
+    s.missedHere(msg.lostAt);
+  }
+}
+
+// joinTabs returns null when the browser lacks Web Locks or BroadcastChannel
+// (Web Locks need a secure context: https, or http on localhost). Otherwise
+// it joins this tab (named tab in the posts) and starts the election:
+// onLead() runs when this tab becomes the leader, and onMessage(msg)
+// receives what the other tabs post. close() says bye and gives up the lock
+// (or our place in its queue), so a page in the back/forward cache never
+// stays the leader.
 export function joinTabs({ name, tab, locks, BroadcastChannel: Channel, onLead, onMessage }) {
   if (typeof locks?.request !== "function" || typeof Channel !== "function") return null;
 

@@ -4,7 +4,9 @@
 // Run: node --test static/
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, backoff, stayedMs } from "../client.js";
+import { connect } from "../client.js";
+import { backoff } from "../backoff.js";
+import { stayedMs } from "../page.js";
 
 const T0 = 1_000_000; // the fake clock's start: any time well away from 0
 
@@ -548,4 +550,34 @@ test("a follower's emit during the leader's reconnect waits for the new id", asy
   assert.equal(server.of("/emit")[0].id, "gen2");
   a.close();
   b.close();
+});
+
+test("a handler that throws, or a post to the other tabs that throws, stops neither the loop nor the next message", async (t) => {
+  const reported = [];
+  const was = globalThis.reportError;
+  globalThis.reportError = (err) => reported.push(err);
+  t.after(() => (globalThis.reportError = was));
+  // A message this deep parses, but its structured clone for the other tabs throws.
+  const deep = "[".repeat(200000) + "0" + "]".repeat(200000);
+  const clock = fakeClock();
+  const server = fakeServer(clock, (req) => {
+    if (req.path === "/connect") return { status: 200, body: { id: "x", pollTimeoutMs: 2000 } };
+    if (req.after === "0") return messages({ seq: 1, event: "chat", data: "boom" });
+    if (req.after === "1") return { status: 200, body: `{"messages":[{"seq":2,"event":"deep","data":${deep}}]}` };
+    if (req.after === "2") return messages({ seq: 3, event: "chat", data: "next" });
+    return "hang";
+  });
+  const socket = connect("", { fetch: server.fetch, timers: clock, locks: fakeLocks(), BroadcastChannel, window: new EventTarget() });
+  t.after(() => socket.close());
+  const chats = [];
+  socket.on("chat", (m) => {
+    if (m === "boom") throw new Error("a handler's bug");
+  });
+  socket.on("chat", (m) => chats.push(m));
+  await until(() => socket.role === "leader", "the only tab leads");
+  await clock.advance(1);
+  await until(() => server.of("/poll").length === 4, "the loop polls on");
+  assert.deepEqual(server.of("/poll").map((r) => r.after), ["0", "1", "2", "3"]);
+  assert.deepEqual(chats, ["boom", "next"], "the other handler hears every message");
+  assert.deepEqual(reported.map((e) => e.constructor.name), ["Error", "RangeError"], "each bug is reported, not lost");
 });
