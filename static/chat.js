@@ -3,7 +3,7 @@
 // HTTP; all of that lives in client.js (and the wire panel, in wire.js).
 import { connect } from "./client.js";
 import { showWire } from "./wire.js";
-import { chatLine, countText } from "./shown.js";
+import { chatLine, countText, cut } from "./shown.js";
 
 const $ = (id) => document.getElementById(id);
 const keep = 300; // messages kept in the list; older ones are dropped
@@ -66,7 +66,7 @@ $("compose").addEventListener("submit", async (e) => {
   } catch (err) {
     // Give the text back rather than lose it, and say why.
     if (!box.value) box.value = text;
-    showNotice(`Not sent (${err.message}); try again in a moment.`);
+    showNotice(`Not sent (${cut(String(err?.message), 200)}); try again in a moment.`);
   }
 });
 
