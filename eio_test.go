@@ -1,6 +1,7 @@
 // eio_test.go checks the socket.io face from outside, as a socket.io client reaches it:
 // the handshake, each error the Engine.IO document requires, packet encoding both ways,
 // the heartbeat, acks, and a socket.io client and a JSON client seeing one order.
+
 package main
 
 import (
