@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -26,16 +25,6 @@ type config struct {
 // message is one event, encoded to JSON once and shared by every mailbox it sits in.
 // body is `"event":"E","data":D`; the per-client seq is written around it on delivery.
 type message struct{ body []byte }
-
-// encode writes the shared part of a message, `"event":"E","data":D`, once.
-func encode(event string, data json.RawMessage) []byte {
-	e, _ := json.Marshal(event) // a string always marshals
-	b := make([]byte, 0, len(e)+len(data)+17)
-	b = append(b, `"event":`...)
-	b = append(b, e...)
-	b = append(b, `,"data":`...)
-	return append(b, data...)
-}
 
 // batch is the hub's answer to a poll: the waiting messages, first has seq first,
 // whole messages up to cfg.maxBatch bytes. msgs is a window on the mailbox itself

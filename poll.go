@@ -291,6 +291,16 @@ func newMessage(event string, data json.RawMessage) (*message, error) {
 	return &message{body: encode(event, data)}, nil
 }
 
+// encode writes the shared part of a message, `"event":"E","data":D`, once.
+func encode(event string, data json.RawMessage) []byte {
+	e, _ := json.Marshal(event) // a string always marshals
+	b := make([]byte, 0, len(e)+len(data)+17)
+	b = append(b, `"event":`...)
+	b = append(b, e...)
+	b = append(b, `,"data":`...)
+	return append(b, data...)
+}
+
 // checkEvent accepts 1-64 characters of A-Za-z0-9_.:- that the server does not use itself.
 func checkEvent(e string) error {
 	if len(e) < 1 || len(e) > 64 {
