@@ -201,8 +201,12 @@ func (e *eio) park(ctx context.Context, s *session) (batch, string, bool) {
 			return b, from, false
 		}
 		var gone goneError
-		if errors.As(b.err, &gone) { // evicted or expired: closing makes the client reconnect
-			e.close(s, pktClose)
+		if errors.As(b.err, &gone) {
+			// Evicted or expired: closing makes the client reconnect. A socket that
+			// left on purpose (41) meanwhile is no reason to close the session.
+			if still, _ := s.sock.position(); still == from {
+				e.close(s, pktClose)
+			}
 			continue
 		}
 		if pending || len(b.msgs) > 0 || b.err != nil {
