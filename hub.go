@@ -1,6 +1,6 @@
 // hub.go is the core: the hub goroutine, which alone owns every client's mailbox and
-// parked poll, and the four calls the HTTP faces make to it. Presence (presence.go) and
-// lifetimes (lifetimes.go) are hooks the core calls, read after this file.
+// parked poll, and the calls the HTTP faces make to poll and emit. How clients begin
+// and end (lifetimes.go) and the online count (presence.go) are read after this file.
 
 package main
 
@@ -53,12 +53,6 @@ type emitRequest struct {
 	reply chan error
 }
 
-// connectRequest asks the hub to open a mailbox for a fresh id.
-type connectRequest struct {
-	id    string
-	reply chan error
-}
-
 // client is one mailbox: the messages the client has not yet acknowledged.
 type client struct {
 	acked    uint64       // the highest seq the client said it has (its latest `after`)
@@ -71,11 +65,8 @@ type client struct {
 // last is the highest seq this client has been given.
 func (c *client) last() uint64 { return c.acked + uint64(len(c.queue)) }
 
-// Errors the hub answers with; poll.go turns them into HTTP statuses.
-var (
-	errFull    = errors.New("server full: too many clients connected")
-	errStopped = errors.New("server shutting down: come back in a moment")
-)
+// errStopped is the hub's answer once it has stopped; poll.go turns it into a 503.
+var errStopped = errors.New("server shutting down: come back in a moment")
 
 // cursorError is an `after` beyond anything the client was given (HTTP 400).
 type cursorError struct{ after, last uint64 }
@@ -125,7 +116,7 @@ func (h *hub) run() {
 	for {
 		select {
 		case req := <-h.connects:
-			req.reply <- s.connect(req.id)
+			req.reply <- s.connect(req.id) // lifetimes.go
 		case req := <-h.polls:
 			s.poll(req)
 		case req := <-h.unparks:
@@ -133,7 +124,7 @@ func (h *hub) run() {
 		case req := <-h.emits:
 			req.reply <- s.emit(req)
 		case id := <-h.disconnects:
-			s.disconnect(id)
+			s.disconnect(id) // lifetimes.go
 		case look := <-h.peek:
 			look(s)
 		case now := <-sweep.C:
@@ -150,19 +141,9 @@ func (h *hub) run() {
 // stopHub ends run; faces that still call the hub get errStopped.
 func (h *hub) stopHub() { close(h.stop); <-h.done }
 
-// The methods below are the hub's API, named like the HTTP paths. They run on the
-// caller's goroutine (an HTTP handler's) and only send and receive on the channels.
-
-// connect opens a mailbox for id.
-func (h *hub) connect(id string) error {
-	req := connectRequest{id: id, reply: make(chan error, 1)}
-	select {
-	case h.connects <- req:
-		return <-req.reply
-	case <-h.done:
-		return errStopped
-	}
-}
+// The methods below are the hub's API, named like the HTTP paths (connect and
+// disconnect are in lifetimes.go). They run on the caller's goroutine (an HTTP
+// handler's) and only send and receive on the channels.
 
 // poll asks for the messages after the cursor `after` and waits for the hub's answer,
 // the poll timeout, or ctx (the browser going away), whichever comes first.
@@ -201,31 +182,12 @@ func (h *hub) emit(from string, msg *message) error {
 	}
 }
 
-// disconnect closes id's mailbox; an unknown id is not an error.
-func (h *hub) disconnect(id string) {
-	select {
-	case h.disconnects <- id:
-	case <-h.done:
-	}
-}
-
 // state is what run owns. Its methods run only on the hub goroutine.
 type state struct {
 	cfg      config
 	clients  map[string]*client // by id
 	gone     *graveyard         // why recent ids left, for clear 410s (lifetimes.go)
 	presence *presence          // who was told which online count (presence.go)
-}
-
-// connect opens a mailbox for a new client; presence puts the online count in it.
-func (s *state) connect(id string) error {
-	if len(s.clients) >= s.cfg.maxClients {
-		return errFull
-	}
-	c := &client{lastSeen: time.Now()}
-	s.clients[id] = c
-	s.arrived(c)
-	return nil
 }
 
 // poll acknowledges everything up to req.after, then answers at once if anything is

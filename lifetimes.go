@@ -1,13 +1,53 @@
-// lifetimes.go owns how clients end: a goodbye, expiry, eviction and the shutdown
-// release, and the graveyard that remembers why an id left. It runs on the hub
-// goroutine, like everything that touches the state.
+// lifetimes.go owns how clients begin and end: connect, a goodbye, expiry, eviction
+// and the shutdown release, and the graveyard that remembers why an id left. The
+// hub's API methods run on the caller's goroutine; the state methods on the hub's.
 
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
+
+// errFull refuses a connect beyond cfg.maxClients; poll.go turns it into a 503.
+var errFull = errors.New("server full: too many clients connected")
+
+// connectRequest asks the hub to open a mailbox for a fresh id.
+type connectRequest struct {
+	id    string
+	reply chan error
+}
+
+// connect opens a mailbox for id.
+func (h *hub) connect(id string) error {
+	req := connectRequest{id: id, reply: make(chan error, 1)}
+	select {
+	case h.connects <- req:
+		return <-req.reply
+	case <-h.done:
+		return errStopped
+	}
+}
+
+// disconnect closes id's mailbox; an unknown id is not an error.
+func (h *hub) disconnect(id string) {
+	select {
+	case h.disconnects <- id:
+	case <-h.done:
+	}
+}
+
+// connect opens a mailbox for a new client; presence puts the online count in it.
+func (s *state) connect(id string) error {
+	if len(s.clients) >= s.cfg.maxClients {
+		return errFull
+	}
+	c := &client{lastSeen: time.Now()}
+	s.clients[id] = c
+	s.arrived(c)
+	return nil
+}
 
 // goneError says why an id no longer has a mailbox (HTTP 410).
 type goneError struct{ why string }
