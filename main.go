@@ -1,5 +1,7 @@
-// main.go wires the program in plain view: flags, the hub goroutine, the HTTP server,
-// and a shutdown that answers every parked poll at once.
+// Longpoll is a lesson in server push over plain HTTP: a chat whose browsers long-poll
+// one hub goroutine that owns every client's mailbox. main.go wires it in plain view:
+// flags, the hub goroutine, the HTTP server, and a shutdown that answers every parked
+// poll at once. Read hub.go next, then poll.go; README.md gives the reading order.
 package main
 
 import (
@@ -39,19 +41,42 @@ func main() {
 	}
 }
 
+// defaultConfig is the hub's limits when no flag changes them.
+func defaultConfig() config {
+	return config{
+		pollTimeout:   25 * time.Second,
+		clientTTL:     45 * time.Second, // see pageHangGrace
+		presenceEvery: time.Second,
+		maxClients:    10000,
+		mailbox:       1024,
+		maxBatch:      65536,
+		writeTimeout:  10 * time.Second,
+	}
+}
+
+// The page (static/client.js, its rules) gives up on a poll that hangs for the poll
+// timeout + pageHangGrace, and polls again after a first back-off of at most
+// pageFirstBackoff. An answer lost silently costs nothing only if the mailbox outlives
+// that, so the default client TTL is poll timeout + hang grace + first back-off + a
+// margin for the round trip and a busy machine: 25 s + 10 s + 0.5 s + 9.5 s = 45 s.
+const (
+	pageHangGrace    = 10 * time.Second
+	pageFirstBackoff = 500 * time.Millisecond
+)
+
 // run serves until ctx is done (SIGINT or SIGTERM), then shuts down cleanly.
 // Tests call it directly with their own context and log writer.
 func run(ctx context.Context, args []string, logTo io.Writer) error {
-	cfg := config{writeTimeout: 10 * time.Second}
+	cfg := defaultConfig()
 	flags := flag.NewFlagSet(filepath.Base(os.Args[0]), flag.ContinueOnError) // not go run's build-cache path
 	flags.SetOutput(logTo)
 	addr := flags.String("addr", "localhost:8080", "`host:port` to listen on; port 0 picks a free one")
-	flags.DurationVar(&cfg.pollTimeout, "poll-timeout", 25*time.Second, "how long a poll may wait for news before it answers empty")
-	flags.DurationVar(&cfg.clientTTL, "client-ttl", 30*time.Second, "a client with no poll waiting for this long is expired")
-	flags.DurationVar(&cfg.presenceEvery, "presence-every", time.Second, "the online count goes to everybody at most this often, when it changed")
-	flags.IntVar(&cfg.maxClients, "max-clients", 10000, "connected clients at most; more get 503")
-	flags.IntVar(&cfg.mailbox, "mailbox", 1024, "unacknowledged messages a client may have before it is evicted")
-	flags.IntVar(&cfg.maxBatch, "max-batch", 65536, "bytes of messages one poll answer carries at most (always at least one message)")
+	flags.DurationVar(&cfg.pollTimeout, "poll-timeout", cfg.pollTimeout, "how long a poll may wait for news before it answers empty")
+	flags.DurationVar(&cfg.clientTTL, "client-ttl", cfg.clientTTL, "a client with no poll waiting for this long is expired")
+	flags.DurationVar(&cfg.presenceEvery, "presence-every", cfg.presenceEvery, "the online count goes to everybody at most this often, when it changed")
+	flags.IntVar(&cfg.maxClients, "max-clients", cfg.maxClients, "connected clients at most; more get 503")
+	flags.IntVar(&cfg.mailbox, "mailbox", cfg.mailbox, "unacknowledged messages a client may have before it is evicted")
+	flags.IntVar(&cfg.maxBatch, "max-batch", cfg.maxBatch, "bytes of messages one poll answer carries at most (always at least one message)")
 	maxMessage := flags.Int64("max-message", 65536, "bytes of request body an emit may carry")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -79,7 +104,7 @@ func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, log *
 		ReadTimeout:       10 * time.Second, // bodies; a parked GET is not reading, so it is not cut
 		// No WriteTimeout: it would start when the request is read, so a poll's time
 		// parked would count against its answer. Each answer gets cfg.writeTimeout
-		// from when it starts instead (poll.go).
+		// from when it starts instead (startAnswer).
 		IdleTimeout: 60 * time.Second,
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -96,17 +121,22 @@ func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, log *
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	// Shutdown waits for every connection to go idle, and some never will in time: one
-	// that sent half a body, or nothing at all yet. So it gets a short grace, for the
-	// answers already on their way; then whatever is left is closed.
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	err := shutdown(srv, log)
+	<-h.done
+	return err
+}
+
+// shutdown stops srv. Shutdown waits for every connection to go idle, and some never
+// will in time: one that sent half a body, or nothing at all yet. So it gets a short
+// grace, for the answers already on their way; then whatever is left is closed.
+func shutdown(srv *http.Server, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	err := srv.Shutdown(sctx)
+	err := srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		log.Info("closing connections still open after the grace", "grace", shutdownGrace)
 		err = srv.Close()
 	}
-	<-h.done
 	return err
 }
 
