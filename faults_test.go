@@ -357,14 +357,14 @@ func TestASenderEvictedByItsOwnEmitHearsSo(t *testing.T) {
 	requireError(t, r, http.StatusGone, "evicted: more than 3 unacknowledged messages")
 }
 
-// pageRule reads one of the page's rules (static/client.js, `rules`), in milliseconds,
+// pageRule reads one of the page's rules (static/backoff.js, `rules`), in milliseconds,
 // so that the server's defaults are checked against the page as it is.
 func pageRule(t *testing.T, name string) time.Duration {
 	t.Helper()
-	src, err := fs.ReadFile(static, "static/client.js")
+	src, err := fs.ReadFile(static, "static/backoff.js")
 	require.NoError(t, err)
 	m := regexp.MustCompile(`\b` + name + `:\s*(\d+)`).FindSubmatch(src)
-	require.NotNil(t, m, "static/client.js no longer says %s", name)
+	require.NotNil(t, m, "static/backoff.js no longer says %s", name)
 	ms, err := strconv.Atoi(string(m[1]))
 	require.NoError(t, err)
 	return time.Duration(ms) * time.Millisecond

@@ -54,7 +54,7 @@ func defaultConfig() config {
 	}
 }
 
-// The page (static/client.js, its rules) gives up on a poll that hangs for the poll
+// The page (static/backoff.js, its rules) gives up on a poll that hangs for the poll
 // timeout + pageHangGrace, and polls again after a first back-off of at most
 // pageFirstBackoff. An answer lost silently costs nothing only if the mailbox outlives
 // that, so the default client TTL is poll timeout + hang grace + first back-off + a
