@@ -66,13 +66,6 @@ func quoteFound(src, quote string) bool {
 	return regexp.MustCompile(`\b` + last + `(\?\.)?\(`).MatchString(src)
 }
 
-// knownStale are quotes of section 4 that the code no longer holds as written, kept here
-// only until section 4 is rewritten; the test fails once section 4 stops quoting one, so
-// that this list empties with it.
-var knownStale = map[string]string{
-	"encode(body.Event, body.Data)": "decodeEmit now ends with encode(*event, data)",
-}
-
 func TestGuaranteesQuoteTheSource(t *testing.T) {
 	table := section(t, "README.md", "## 4. The guarantees, and the line that makes each hold")
 	src := source(t)
@@ -84,16 +77,13 @@ func TestGuaranteesQuoteTheSource(t *testing.T) {
 		}
 		for _, m := range quote.FindAllStringSubmatch(line, -1) {
 			quotes = append(quotes, m[1])
-			if _, stale := knownStale[m[1]]; !stale && !quoteFound(src, m[1]) {
+			if !quoteFound(src, m[1]) {
 				missing = append(missing, "`"+m[1]+"`")
 			}
 		}
 	}
 	require.NotEmpty(t, quotes, "README section 4 has a table of guarantees with code quotes")
 	require.Empty(t, missing, "README section 4 quotes code that no root .go file or static/*.js file holds")
-	for q, why := range knownStale {
-		require.Contains(t, quotes, q, "knownStale lists `%s` (%s), which section 4 no longer quotes: delete it from knownStale", q, why)
-	}
 }
 
 // TestQuoteFoundCanFail checks the matcher on quotes that must not be found, so that the
