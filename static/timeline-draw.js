@@ -88,6 +88,7 @@ export function redrawer({ isOpen, draw, everyMs, frame, cancelFrame, setTimeout
 // how it ended as data attributes, so tests read the picture from the DOM.
 function draw(svg, title, plot, L) {
   svg.setAttribute("viewBox", `0 0 ${L.width} ${L.height}`);
+  svg.dataset.spanMs = String(L.spanMs); // the time across the picture, for tests
   if (title.textContent !== L.summary) title.textContent = L.summary;
   const nodes = [
     el("text", { x: 0, y: geo.poll.top + 13, class: "tl-lane" }, "polls"),

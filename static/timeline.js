@@ -12,6 +12,7 @@
 // the picture's width follows the panel's, so its text never shrinks).
 export const settings = Object.freeze({
   windowMs: 60_000, // the time shown, the newest moment at the right edge
+  minWindowMs: 15_000, // a young page shows only its own life, but at least this
   maxSpans: 150, // ended requests and waits kept; older ones are dropped
   maxOpen: 16, // started ones kept (a tab that vanished never ends its own)
   maxMarks: 20, // "a tab leads", "a tab closed" lines kept
@@ -47,6 +48,7 @@ export function createTimeline(options = {}) {
   const open = new Map(); // "tab kind n" -> a span whose end has not come
   const done = []; // ended spans, in the order they ended, at most o.maxSpans
   const marks = []; // {at, text}, at most o.maxMarks
+  let first = null; // when the first event was recorded
 
   const keep = (list, item, max) => {
     list.push(item);
@@ -61,6 +63,7 @@ export function createTimeline(options = {}) {
   return {
     // record takes one onWire event; self says whether this tab made it.
     record(ev, self) {
+      first ??= ev.at;
       if (ev.kind === "role" && ev.role === "leader") {
         keep(marks, { at: ev.at, text: self ? "this tab leads" : `tab ${ev.tab} leads` }, o.maxMarks);
       } else if (ev.kind === "left") {
@@ -85,9 +88,12 @@ export function createTimeline(options = {}) {
     },
 
     // layout places what overlaps the last o.windowMs before now on a
-    // picture width units wide.
+    // picture width units wide. Until the page has lived that long, it
+    // shows the page's life so far, so the first bars are not crammed
+    // into the right edge; then the scale stays and the picture scrolls.
     layout(now, width) {
-      return layout([...done, ...open.values()], marks, now, width, o);
+      const spanMs = Math.min(o.windowMs, Math.max(o.minWindowMs, now - (first ?? now)));
+      return layout([...done, ...open.values()], marks, now, width, { ...o, spanMs });
     },
 
     // size says how much is kept, for tests of the bounds.
@@ -107,10 +113,10 @@ function spanOf(ev, self) {
 // placed one is left out: the newest are the ones a reader is watching, and
 // the text log has every one.
 function layout(spans, marks, now, width, o) {
-  const t0 = now - o.windowMs;
+  const t0 = now - o.spanMs;
   const plotW = width - o.gutter;
-  const X = (t) => round(o.gutter + ((Math.min(now, Math.max(t0, t)) - t0) / o.windowMs) * plotW);
-  const out = { width, height: geo.height, now, bars: [], gaps: [], ends: [], marks: [], ticks: [], labels: [] };
+  const X = (t) => round(o.gutter + ((Math.min(now, Math.max(t0, t)) - t0) / o.spanMs) * plotW);
+  const out = { width, height: geo.height, now, spanMs: o.spanMs, bars: [], gaps: [], ends: [], marks: [], ticks: [], labels: [] };
   const label = placer(o, width, out.labels);
   const shown = spans.filter((s) => (s.end ?? now) >= t0 && s.start <= now).sort((a, b) => b.start - a.start);
 
@@ -256,7 +262,7 @@ function placer(o, width, labels) {
 function summary(shown, now, o) {
   const count = (kind) => shown.filter((s) => s.kind === kind).length;
   const n = (k, one) => `${count(k)} ${one}${count(k) === 1 ? "" : "s"}`;
-  let text = `The last ${o.windowMs / 1000} s of this browser's requests, newest at the right: ${n("poll", "poll")}, ${n("emit", "emit")}, ${n("wait", "back-off wait")}.`;
+  let text = `The last ${Math.round(o.spanMs / 1000)} s of this browser's requests, newest at the right: ${n("poll", "poll")}, ${n("emit", "emit")}, ${n("wait", "back-off wait")}.`;
   const last = shown.find((s) => s.kind === "poll");
   if (last) text += ` Latest poll, after=${last.after}: ${last.end === null ? `parked ${secs(now - last.start)} so far` : endText(last, now)}.`;
   return text + " The list below says the same in words.";

@@ -15,8 +15,12 @@ import { redrawer } from "../timeline-draw.js";
 const W = 644;
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0); // 12:00:00, on a tick
 
+// full is a timeline that shows the whole minute from the start, as a page
+// older than a minute does: the tests of where things go need no zoom.
+const full = () => createTimeline({ minWindowMs: settings.windowMs });
+
 // play records events given as [at (ms after T0), fields], all from this tab.
-function play(events, tl = createTimeline()) {
+function play(events, tl = full()) {
   for (const [at, ev] of events) tl.record({ tab: "a", at: T0 + at, ...ev }, true);
   return tl;
 }
@@ -72,6 +76,28 @@ test("a chat wakes a parked poll, and the next poll leaves at once", () => {
     "The last 60 s of this browser's requests, newest at the right: 2 polls, 1 emit, 0 back-off waits. " +
       "Latest poll, after=7: parked 17.0 s so far. The list below says the same in words.",
   );
+});
+
+test("a young page shows its life so far, at least 15 s, until a minute has passed; then it scrolls", () => {
+  const tl = play(
+    [
+      [0, start("poll", 1, { after: 0 })],
+      [4000, end("poll", 1, 4000, { after: 0, outcome: "empty", status: 200, parkedMs: 4000, seqs: [], events: [] })],
+      [4001, start("poll", 2, { after: 0 })],
+    ],
+    createTimeline(),
+  );
+  const tests = [
+    { name: "5 s old: 15 s shown, 40 units a second", now: 5_000, span: 15_000, bars: [[2, 604, 40], [1, 444, 160]] },
+    { name: "30 s old: 30 s shown", now: 30_000, span: 30_000, bars: [[2, 124, 520], [1, 44, 80]] },
+    { name: "90 s old: the last minute, the first poll gone", now: 90_000, span: 60_000, bars: [[2, 44, 600]] },
+  ];
+  for (const tt of tests) {
+    const L = tl.layout(T0 + tt.now, W);
+    assert.equal(L.spanMs, tt.span, tt.name);
+    assert.deepEqual(L.bars.map((b) => [b.n, b.x, b.w]), tt.bars, tt.name);
+    assert.match(L.summary, new RegExp(`^The last ${tt.span / 1000} s `), tt.name);
+  }
 });
 
 test("a parked poll grows with the clock, and counts its seconds once they fit", () => {
@@ -161,7 +187,7 @@ test("a tab that joined late draws an end whose start it never heard from ms", (
 });
 
 test("a tab that closes ends its open requests, and the next leader is marked", () => {
-  const tl = createTimeline();
+  const tl = full();
   tl.record({ kind: "poll", phase: "start", n: 1, tab: "old", at: T0, after: 5 }, false);
   tl.record({ kind: "left", tab: "old", at: T0 + 1000 }, false);
   tl.record({ kind: "role", role: "leader", tab: "new", at: T0 + 1010 }, false);
@@ -181,7 +207,7 @@ test("a tab that closes ends its open requests, and the next leader is marked", 
 });
 
 test("the record is bounded, and what scrolled out is not drawn", () => {
-  const tl = createTimeline();
+  const tl = full();
   for (let n = 1; n <= 10_000; n++) {
     tl.record({ kind: "poll", phase: "start", n, tab: "a", at: T0 + n * 10, after: n }, true);
     tl.record({ kind: "poll", phase: "end", n, tab: "a", at: T0 + n * 10 + 5, ms: 5, outcome: "empty", seqs: [], events: [] }, true);
