@@ -1,7 +1,7 @@
 // timeline-draw.js owns the timeline's SVG in the wire panel and when it is
 // drawn: it records every onWire event (cheap), and draws timeline.js's
 // layout with DOM calls, text only through textContent, only while the panel
-// is open, and at most once per animation frame however many events come.
+// is open, and at most ten times a second however many events come.
 
 import { createTimeline, geo, settings } from "./timeline.js";
 
@@ -27,7 +27,8 @@ export function showTimeline(socket, list) {
     isOpen: () => details.open,
     draw: () => draw(svg, title, plot, model.layout(Date.now(), width)),
     // Scroll a pixel at a time; with reduced motion, jump once a second.
-    everyMs: () => (reduce?.matches ? 1000 : Math.max(50, settings.windowMs / (width - settings.gutter))),
+    everyMs: () => (reduce?.matches ? 1000 : Math.max(100, settings.windowMs / (width - settings.gutter))),
+    now: () => performance.now(),
     frame: (fn) => requestAnimationFrame(fn),
     cancelFrame: (h) => cancelAnimationFrame(h),
     setTimeout: (fn, ms) => setTimeout(fn, ms),
@@ -48,38 +49,47 @@ export function showTimeline(socket, list) {
   redraw.toggled();
 }
 
-// redrawer decides when to draw: on the next animation frame after a change
-// (a flood of events costs one drawing per frame), every everyMs() while
-// the panel is open so that the picture scrolls, and never while it is
-// closed: no frame, no timer. toggled() is called when it opens or closes.
-export function redrawer({ isOpen, draw, everyMs, frame, cancelFrame, setTimeout, clearTimeout }) {
-  let pending = null; // the requested animation frame
-  let timer = null; // the scrolling tick, while open
-  const changed = () => {
-    if (pending !== null || !isOpen()) return;
-    pending = frame(() => {
-      pending = null;
+// redrawer decides when to draw: on an animation frame after a change, but
+// at most once per minGapMs however many events come (a flood of messages
+// costs ten drawings a second), every everyMs() while the panel is open so
+// that the picture scrolls, and never while it is closed: no frame, no
+// timer. toggled() is called when the panel opens or closes.
+export function redrawer({ isOpen, draw, everyMs, minGapMs = 100, now, frame, cancelFrame, setTimeout, clearTimeout }) {
+  let asked = null; // the animation frame asked for
+  let soon = null; // the timer that asks for it, when the last drawing is too recent
+  let tick = null; // the scrolling tick, while open
+  let last = -Infinity; // when the last drawing was made
+  const ask = () => {
+    soon = null;
+    asked = frame(() => {
+      asked = null;
+      last = now();
       draw();
     });
   };
-  const tick = () => {
-    timer = setTimeout(() => {
+  const changed = () => {
+    if (asked !== null || soon !== null || !isOpen()) return;
+    const wait = last + minGapMs - now();
+    if (wait > 0) soon = setTimeout(ask, wait);
+    else ask();
+  };
+  const scroll = () => {
+    tick = setTimeout(() => {
       changed();
-      tick();
+      scroll();
     }, everyMs());
   };
   return {
     changed,
     toggled() {
       if (isOpen()) {
-        if (timer === null) tick();
+        if (tick === null) scroll();
         changed();
         return;
       }
-      clearTimeout(timer);
-      timer = null;
-      if (pending !== null) cancelFrame(pending);
-      pending = null;
+      for (const t of [tick, soon]) if (t !== null) clearTimeout(t);
+      if (asked !== null) cancelFrame(asked);
+      [tick, soon, asked] = [null, null, null];
     },
   };
 }

@@ -224,37 +224,43 @@ test("the record is bounded, and what scrolled out is not drawn", () => {
   assert.equal(later.marks.length, 0);
 });
 
-// fakeFrames stands in for requestAnimationFrame and setTimeout: it lists
-// what is pending, and runs it when asked.
+// fakeFrames stands in for requestAnimationFrame, setTimeout and the clock:
+// it lists what is pending, and runs it when asked.
 function fakeFrames() {
   let next = 0;
-  const frames = new Map();
-  const timers = new Map();
-  return {
-    frames,
-    timers,
-    frame: (fn) => (frames.set(++next, fn), next),
-    cancelFrame: (h) => frames.delete(h),
-    setTimeout: (fn, ms) => (timers.set(++next, { fn, ms }), next),
-    clearTimeout: (h) => timers.delete(h),
+  const f = {
+    at: 0,
+    frames: new Map(),
+    timers: new Map(), // id -> {fn, ms}
+    now: () => f.at,
+    frame: (fn) => (f.frames.set(++next, fn), next),
+    cancelFrame: (h) => f.frames.delete(h),
+    setTimeout: (fn, ms) => (f.timers.set(++next, { fn, ms, at: f.at + ms }), next),
+    clearTimeout: (h) => f.timers.delete(h),
     runFrames() {
-      const due = [...frames.values()];
-      frames.clear();
+      const due = [...f.frames.values()];
+      f.frames.clear();
       for (const fn of due) fn();
     },
-    runTimers() {
-      const due = [...timers.values()];
-      timers.clear();
-      for (const t of due) t.fn();
+    // advance moves the clock by ms and runs the timers due by then.
+    advance(ms) {
+      f.at += ms;
+      for (const [id, t] of [...f.timers]) {
+        if (t.at > f.at) continue;
+        f.timers.delete(id);
+        t.fn();
+      }
     },
+    waits: () => [...f.timers.values()].map((t) => t.at - f.at).sort((a, b) => a - b),
   };
+  return f;
 }
 
-test("the timeline draws only while the panel is open, once per frame however many events come", () => {
+test("the timeline draws only while the panel is open, at most ten times a second however many events come", () => {
   const f = fakeFrames();
   let open = false;
   let draws = 0;
-  const r = redrawer({ isOpen: () => open, draw: () => draws++, everyMs: () => 137, ...f });
+  const r = redrawer({ isOpen: () => open, draw: () => draws++, everyMs: () => 137, minGapMs: 100, ...f });
 
   r.toggled(); // the page starts with the panel closed
   for (let i = 0; i < 1000; i++) r.changed();
@@ -263,23 +269,34 @@ test("the timeline draws only while the panel is open, once per frame however ma
   open = true;
   r.toggled();
   assert.equal(f.frames.size, 1, "opened: one frame asked for");
-  assert.deepEqual([...f.timers.values()].map((t) => t.ms), [137], "and the scrolling tick");
+  assert.deepEqual(f.waits(), [137], "and the scrolling tick");
   for (let i = 0; i < 1000; i++) r.changed(); // a flood of events
   assert.equal(f.frames.size, 1, "a flood still asks for one frame");
   f.runFrames();
   assert.equal(draws, 1);
-  f.runTimers(); // the tick: asks for a frame, and for the next tick
+
+  f.advance(30);
+  for (let i = 0; i < 1000; i++) r.changed(); // more, 30 ms after a drawing
+  assert.equal(f.frames.size, 0, "no frame before 100 ms have passed");
+  assert.deepEqual(f.waits(), [70, 107], "a wait until then, and the tick");
+  f.advance(70);
   assert.equal(f.frames.size, 1);
-  assert.equal(f.timers.size, 1);
   f.runFrames();
   assert.equal(draws, 2);
+  f.advance(37); // the tick, 37 ms after that drawing: a wait, and the next tick
+  assert.deepEqual(f.waits(), [63, 137]);
+  f.advance(63);
+  assert.equal(f.frames.size, 1);
+  f.runFrames();
+  assert.equal(draws, 3, "the tick draws, so the picture scrolls");
 
-  r.changed(); // a frame is pending as the panel closes
+  f.advance(50);
+  r.changed(); // a wait is pending as the panel closes
   open = false;
   r.toggled();
-  assert.equal(f.frames.size + f.timers.size, 0, "closed: its frame and its tick are cancelled");
+  assert.equal(f.frames.size + f.timers.size, 0, "closed: its wait and its tick are cancelled");
   r.changed();
+  f.advance(10_000);
   f.runFrames();
-  f.runTimers();
-  assert.equal(draws, 2, "nothing drawn while closed");
+  assert.equal(draws, 3, "nothing drawn while closed");
 });
