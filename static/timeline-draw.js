@@ -125,6 +125,7 @@ function bar(b) {
     "data-kind": b.kind,
     "data-tab": b.tab,
     "data-n": b.n,
+    "data-self": b.self,
     "data-open": b.open,
     "data-start": b.start,
     "data-end": b.end ?? "",
@@ -186,10 +187,10 @@ function legend() {
   return ul;
 }
 
-// el makes an SVG element with attributes and, if given, text.
+// el makes an SVG element with attributes (those given) and, if given, text.
 function el(name, attrs = {}, text) {
   const e = document.createElementNS(svgNS, name);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined) e.setAttribute(k, String(v));
   if (text !== undefined) e.textContent = text;
   return e;
 }
