@@ -1,5 +1,5 @@
-// timeline.js owns the drawing in the "Show the wire" panel: this browser's
-// requests over the last minute as bars on a time line, so a reader sees
+// timeline.js owns the layout of the timeline in the "Show the wire" panel:
+// this browser's requests over the last minute as bars, so a reader sees
 // without reading a timestamp how long a poll stayed parked, that a message
 // woke it, and that the next poll left at once. It only reads the socket's
 // onWire events; wire.js's text log stays the accessible twin of the picture.
@@ -133,7 +133,7 @@ function layout(spans, marks, now, width, o) {
     const bar = barOf(s, x, w, X, now);
     out.bars.push(bar);
     const shape = endShape(s);
-    if (shape) out.ends.push({ shape, kind: s.kind, tab: s.tab, n: s.n, x: x + w, y: bar.y + bar.h / 2 });
+    if (shape) out.ends.push({ shape, kind: s.kind, tab: s.tab, n: s.n, x: round(x + w), y: bar.y + bar.h / 2 });
     if (s.end === null && s.kind === "poll") {
       // A parked poll counts its seconds inside its bar, once they fit: the
       // row below is kept for how the previous ones ended.
