@@ -3,6 +3,7 @@
 // the hot path shows up as ns/op and allocs/op:
 //
 //	go test -run '^$' -bench . -benchmem
+
 package main
 
 import (
@@ -34,7 +35,7 @@ func benchHub(b *testing.B, cfg config, n int) (*hub, []string) {
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%032x", i)
-		if err := h.join(ids[i]); err != nil {
+		if err := h.connect(ids[i]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -73,7 +74,7 @@ func BenchmarkBroadcast(b *testing.B) {
 					ackAll(h)
 					b.StartTimer()
 				}
-				if err := h.send(ids[0], msg); err != nil {
+				if err := h.emit(ids[0], msg); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -100,11 +101,11 @@ func BenchmarkPollDeliverCycle(b *testing.B) {
 				go func() {
 					defer done.Done()
 					// The first poll takes the online counts that connecting left behind.
-					bt := h.wait(ctx, id, 0)
+					bt := h.poll(ctx, id, 0)
 					after := bt.first + uint64(len(bt.msgs)) - 1
 					ready.Done()
 					for got := 0; got < b.N; {
-						bt := h.wait(ctx, id, after)
+						bt := h.poll(ctx, id, after)
 						if bt.err != nil {
 							panic(bt.err)
 						}
@@ -117,7 +118,7 @@ func BenchmarkPollDeliverCycle(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if err := h.send(ids[0], msg); err != nil {
+				if err := h.emit(ids[0], msg); err != nil {
 					b.Fatal(err)
 				}
 			}

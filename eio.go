@@ -1,17 +1,15 @@
-// eio.go is the socket.io face of the hub: Engine.IO v4 long-polling on /socket.io/,
-// with Socket.IO v5 packets inside. Like poll.go it checks a request, makes one hub
-// call and writes the answer, so socket.io clients and client.js tabs share one hub and
-// one order. It keeps only the state its wire needs, per session: the hub id it maps
-// to, the cursor (the last seq written to it, which its next GET acknowledges), whether
-// a GET or a POST is open, the packets of its own (40, 43, 44, pings, close) waiting for
-// the next GET, and the heartbeat timer.
+// eio.go is the socket.io face's transport: Engine.IO v4 long-polling on /socket.io/.
+// Like poll.go it checks a request, makes one hub call and writes the answer, so
+// socket.io clients and client.js tabs share one hub and one order. Per session it
+// keeps only what the transport needs: whether a GET or a POST is open, the packets of
+// its own waiting for the next GET, and the heartbeat. The Socket.IO packets inside,
+// and the socket's place in the hub, are sio.go's.
+
 package main
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,12 +37,12 @@ type eio struct {
 }
 
 // session is one Engine.IO session: one socket.io client. Its GET, its POST and its
-// heartbeat run on different goroutines, so its fields are behind its own mutex.
+// heartbeat run on different goroutines, so its transport fields are behind mu; the
+// socket it carries (sio.go) has a mutex of its own.
 type session struct {
-	mu        sync.Mutex // guards the fields below; never held across a hub call
 	sid       string
-	hubID     string // the hub client it maps to; "" until it connects to namespace "/"
-	cursor    uint64 // the highest seq written to this session; its next GET acknowledges it
+	sock      socket
+	mu        sync.Mutex // guards the fields below; never held across a hub call
 	getOpen   bool
 	postOpen  bool
 	wake      func()   // ends the open GET's wait early; nil when no GET waits
@@ -75,7 +73,7 @@ func newEIO(h *hub, maxMessage int64) *eio {
 }
 
 // ServeHTTP checks what every request must carry, then hands it to the handshake, the
-// GET (receive) or the POST (send). Errors are 400s with Engine.IO's error shape.
+// GET (poll) or the POST (emit). Errors are 400s with Engine.IO's error shape.
 func (e *eio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	startAnswer(w, e.hub.cfg.writeTimeout)
 	q := r.URL.Query()
@@ -102,24 +100,24 @@ func (e *eio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s == nil:
 		eioFail(w, http.StatusBadRequest, 1, "Session ID unknown")
 	case r.Method == http.MethodGet:
-		e.receive(w, r, s)
+		e.poll(w, r, s)
 	case r.Method == http.MethodPost:
-		e.send(w, r, s)
+		e.emit(w, r, s)
 	default:
-		eioFail(w, http.StatusBadRequest, 3, "Bad request: use GET to receive and POST to send")
+		eioFail(w, http.StatusBadRequest, 3, "Bad request: use GET to poll and POST to send packets")
 	}
 }
 
-// handshake opens a session and starts its heartbeat. The session joins the hub only
-// when the client connects to namespace "/", as socket.io counts it connected then.
+// handshake opens a session and starts its heartbeat. The session's socket connects
+// to the hub only when the client connects to namespace "/" (sio.go).
 func (e *eio) handshake(w http.ResponseWriter) {
-	s := &session{sid: newSID()}
 	if e.open.Add(1) > int64(e.maxSessions) {
 		e.open.Add(-1)
 		w.Header().Set("Retry-After", retryAfter)
 		eioFail(w, http.StatusServiceUnavailable, 3, errFull.Error())
 		return
 	}
+	s := &session{sid: newID()}
 	s.mu.Lock()
 	s.due = time.Now().Add(e.cfg.pingInterval)
 	s.heartbeat = time.AfterFunc(e.cfg.pingInterval, func() { e.beat(s) })
@@ -136,80 +134,134 @@ func (e *eio) handshake(w http.ResponseWriter) {
 	w.Write(append([]byte("0"), open...))
 }
 
-// receive is the long poll. It acknowledges what the previous GET carried (a client
-// keeps at most one GET open, so a new one means the last answer arrived), then waits
-// for the hub's events or a packet of the face's own, and writes them as one payload.
-func (e *eio) receive(w http.ResponseWriter, r *http.Request, s *session) {
+// poll is the long poll, in four steps: claim the GET, park until something is due,
+// take what is due, write it as one payload. A client keeps at most one GET open, so a
+// new one means the last answer arrived, and its cursor acknowledges that answer.
+func (e *eio) poll(w http.ResponseWriter, r *http.Request, s *session) {
 	if !e.claim(w, s, &s.getOpen, "GET") {
 		return
 	}
-	defer func() {
-		s.mu.Lock()
-		s.getOpen, s.wake = false, nil
-		s.mu.Unlock()
-	}()
+	defer s.unclaim(&s.getOpen)
+	b, from, ok := e.park(r.Context(), s)
+	if !ok {
+		// The client dropped its GET. A socket.io client never resumes a session
+		// after that, so close it now and let the others hear the new count.
+		e.close(s, pktNoop)
+		return
+	}
+	out, closed := s.takeOut()
+	if closed {
+		b.msgs = nil
+	} else {
+		b = s.sock.advance(b, from)
+	}
+	// However long the GET was parked, its answer gets the usual time to be written.
+	startAnswer(w, e.hub.cfg.writeTimeout)
+	writePayload(w, out, b)
+}
 
-	var b batch
-	var waited string // the hub id b came from
+// claim marks a GET or a POST (open is s.getOpen or s.postOpen) as open on s. A
+// client keeps at most one of each, so a second one closes the session and is
+// answered 400, as the Engine.IO document requires; claim then returns false.
+func (e *eio) claim(w http.ResponseWriter, s *session, open *bool, what string) bool {
+	s.mu.Lock()
+	already := *open
+	*open = true
+	s.mu.Unlock()
+	if already {
+		e.refuse(w, s, http.StatusBadRequest, errors.New("Bad request: a second "+what+" while one is open"))
+	}
+	return !already
+}
+
+// unclaim marks the GET or POST that claim opened as done.
+func (s *session) unclaim(open *bool) {
+	s.mu.Lock()
+	*open = false
+	if open == &s.getOpen {
+		s.wake = nil
+	}
+	s.mu.Unlock()
+}
+
+// park waits until something is due for the GET: the hub's events for the socket, a
+// packet of the face's own, the session's close or the hub's stop. It returns the
+// batch, the hub client it came from, and false if the client dropped the GET.
+func (e *eio) park(ctx context.Context, s *session) (batch, string, bool) {
 	for {
-		ctx, cancel := context.WithCancel(r.Context())
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
+		wait, cancel, pending, closed := s.arm(ctx)
+		if closed {
 			cancel()
-			break
+			return batch{}, "", true
 		}
-		// With packets of its own to send, the GET takes what the hub has waiting
-		// without parking (a cancelled ctx); otherwise it parks until woken.
-		pending := len(s.out) > 0
-		if pending {
-			cancel()
-		} else {
-			s.wake = cancel
-		}
-		waited = s.hubID
-		cursor := s.cursor
-		s.mu.Unlock()
-
-		switch {
-		case waited != "":
-			b = e.hub.wait(ctx, waited, cursor)
-		case !pending: // not in the hub yet: only the face's own packets can come
-			select {
-			case <-ctx.Done():
-			case <-e.hub.done:
-				b.err = errStopped
-			}
-		}
+		from, cursor := s.sock.position()
+		b := e.await(wait, from, cursor, pending)
 		cancel()
-		if r.Context().Err() != nil {
-			// The client dropped its GET. A socket.io client never resumes a session
-			// after that, so close it now and let the others hear the new count.
-			e.close(s, pktNoop)
-			return
+		if ctx.Err() != nil {
+			return b, from, false
 		}
 		var gone goneError
-		if errors.As(b.err, &gone) { // evicted or expired: closing makes the client reconnect
-			e.close(s, pktClose)
-			b = batch{}
+		if errors.As(b.err, &gone) {
+			// Evicted or expired: closing makes the client reconnect. A socket that
+			// left on purpose (41) meanwhile is no reason to close the session.
+			if still, _ := s.sock.position(); still == from {
+				e.close(s, pktClose)
+			}
 			continue
 		}
 		if pending || len(b.msgs) > 0 || b.err != nil {
-			break
+			return b, from, true
 		}
 	}
+}
+
+// arm readies one wait of the GET. With packets of its own due, the wait is over
+// before it starts, so the GET takes what the hub has without parking; otherwise a
+// packet queued meanwhile ends it (s.wake).
+func (s *session) arm(parent context.Context) (ctx context.Context, cancel func(), pending, closed bool) {
+	ctx, cancel = context.WithCancel(parent)
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	pending = len(s.out) > 0
+	if pending {
+		cancel()
+	} else {
+		s.wake = cancel
+	}
+	return ctx, cancel, pending, s.closed
+}
+
+// await asks the hub for the socket's events after cursor. A session whose socket is
+// not in the hub yet can only get packets of its own, so it waits for ctx alone.
+func (e *eio) await(ctx context.Context, hubID string, cursor uint64, pending bool) batch {
+	switch {
+	case hubID != "":
+		return e.hub.poll(ctx, hubID, cursor)
+	case pending:
+		return batch{}
+	}
+	select {
+	case <-ctx.Done():
+		return batch{}
+	case <-e.hub.done:
+		return batch{err: errStopped}
+	}
+}
+
+// takeOut takes the packets of the face's own that are due, and says whether the
+// session has closed (then the hub's events are no longer its to write).
+func (s *session) takeOut() ([][]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	out := s.out
 	s.out = nil
-	if len(b.msgs) > 0 && s.hubID == waited && !s.closed {
-		s.cursor = b.first + uint64(len(b.msgs)) - 1
-	} else {
-		b.msgs = nil // from a mailbox this session has left since
-	}
-	s.mu.Unlock()
-	// However long the GET was parked, its answer gets the usual time to be written.
-	startAnswer(w, e.hub.cfg.writeTimeout)
-	if b.err != nil { // the hub has stopped
+	return out, s.closed
+}
+
+// writePayload writes the face's own packets, then the hub's events, as one payload;
+// or a 503 once the hub has stopped.
+func writePayload(w http.ResponseWriter, out [][]byte, b batch) {
+	if b.err != nil {
 		w.Header().Set("Retry-After", retryAfter)
 		eioFail(w, http.StatusServiceUnavailable, 3, b.err.Error())
 		return
@@ -242,67 +294,49 @@ func writeEvent(w io.Writer, body []byte) {
 	w.Write([]byte(`]`))
 }
 
-// claim marks a GET or a POST (open is s.getOpen or s.postOpen) as open on s. A
-// client keeps at most one of each, so a second one closes the session and is
-// answered 400, as the Engine.IO document requires; claim then returns false.
-func (e *eio) claim(w http.ResponseWriter, s *session, open *bool, what string) bool {
-	s.mu.Lock()
-	if *open {
-		s.mu.Unlock()
-		e.close(s, pktClose)
-		eioFail(w, http.StatusBadRequest, 3, "Bad request: a second "+what+" while one is open; session closed")
-		return false
-	}
-	*open = true
-	s.mu.Unlock()
-	return true
-}
-
-// send takes a POST's packets in order, each event into the hub before the next, and
-// answers ok once all are handled. A packet it cannot read closes the session.
-func (e *eio) send(w http.ResponseWriter, r *http.Request, s *session) {
+// emit takes a POST's packets in order, each event into the hub before the next, and
+// answers ok once all are handled. A payload it cannot read closes the session.
+func (e *eio) emit(w http.ResponseWriter, r *http.Request, s *session) {
 	if !e.claim(w, s, &s.postOpen, "POST") {
 		return
 	}
-	defer func() {
-		s.mu.Lock()
-		s.postOpen = false
-		s.mu.Unlock()
-	}()
-
+	defer s.unclaim(&s.postOpen)
 	if r.Header.Get("Content-Type") == "application/octet-stream" {
-		e.close(s, pktClose)
-		eioFail(w, http.StatusBadRequest, 3, "Bad request: binary payloads are not supported; session closed")
+		e.refuse(w, s, http.StatusBadRequest, errors.New("Bad request: binary payloads are not supported"))
 		return
 	}
-	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.cfg.maxPayload))
-	startAnswer(w, e.hub.cfg.writeTimeout) // the body's time arriving must not eat the answer's
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		e.close(s, pktClose)
-		eioFail(w, http.StatusRequestEntityTooLarge, 3, fmt.Sprintf("payload over maxPayload (%d bytes); session closed", e.cfg.maxPayload))
+	payload, status, err := readBody(w, r, e.cfg.maxPayload, e.hub.cfg.writeTimeout)
+	if err == nil {
+		status, err = http.StatusBadRequest, e.packets(s, payload)
+	}
+	if err != nil {
+		e.refuse(w, s, status, err)
 		return
 	}
-	if err != nil { // the server's ReadTimeout cut a body that stopped arriving
-		e.close(s, pktClose)
-		eioFail(w, http.StatusRequestTimeout, 3, "the body stopped arriving before it was complete; session closed")
-		return
-	}
+	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	w.Write([]byte("ok"))
+}
+
+// refuse closes the session and says why, as Engine.IO answers a broken request.
+func (e *eio) refuse(w http.ResponseWriter, s *session, status int, why error) {
+	e.close(s, pktClose)
+	eioFail(w, status, 3, why.Error()+"; session closed")
+}
+
+// packets handles a payload's packets in order, until one fails or the session closes.
+func (e *eio) packets(s *session, payload []byte) error {
 	for p := range bytes.SplitSeq(payload, rs) {
 		if err := e.packet(s, p); err != nil {
-			e.close(s, pktClose)
-			eioFail(w, http.StatusBadRequest, 3, err.Error()+"; session closed")
-			return
+			return err
 		}
 		s.mu.Lock()
 		closed := s.closed
 		s.mu.Unlock()
 		if closed { // by a close packet, or by the heartbeat meanwhile: the rest is moot
-			break
+			return nil
 		}
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
-	w.Write([]byte("ok"))
+	return nil
 }
 
 // packet handles one Engine.IO packet from the client.
@@ -320,157 +354,26 @@ func (e *eio) packet(s *session, p []byte) error {
 			e.rearm(s, e.cfg.pingInterval)
 		}
 		s.mu.Unlock()
-	case '4':
-		return e.message(s, p[1:])
+	case '4': // a Socket.IO packet; its answer, if any, goes out with the next GET
+		reply, err := s.sock.handle(e.hub, p[1:])
+		if reply != nil {
+			s.queue(reply)
+		}
+		return err
 	default:
 		return fmt.Errorf("malformed payload: Engine.IO packet type %q is not one a polling client sends", p[0])
 	}
 	return nil
 }
 
-// sioPacket is a decoded Socket.IO packet: type, namespace, ack id and JSON payload.
-type sioPacket struct {
-	typ  byte
-	nsp  string
-	id   string // the acknowledgement id's digits, or ""
-	data []byte
-}
-
-// decodeSIO reads <type>[<namespace>,][<ack id>][JSON]; binary packets are refused.
-func decodeSIO(p []byte) (sioPacket, error) {
-	if len(p) == 0 || p[0] < '0' || p[0] > '6' {
-		return sioPacket{}, fmt.Errorf("malformed packet %.20q: no Socket.IO packet type", p)
-	}
-	pk := sioPacket{typ: p[0], nsp: "/"}
-	if pk.typ == '5' || pk.typ == '6' {
-		return pk, errors.New("binary packets are not supported")
-	}
-	p = p[1:]
-	if len(p) > 0 && p[0] == '/' {
-		end := bytes.IndexByte(p, ',')
-		if end < 0 {
-			end = len(p)
-		}
-		pk.nsp, p = string(p[:end]), p[min(end+1, len(p)):]
-	}
-	n := 0
-	for n < len(p) && '0' <= p[n] && p[n] <= '9' {
-		n++
-	}
-	if n > 15 { // socket.io's ids are JavaScript numbers
-		return pk, errors.New("malformed packet: ack id too long")
-	}
-	pk.id, pk.data = string(p[:n]), p[n:]
-	return pk, nil
-}
-
-// message handles one Socket.IO packet. Only namespace "/" exists; a packet for a
-// namespace the client has not connected to closes the session, as socket.io does.
-func (e *eio) message(s *session, p []byte) error {
-	pk, err := decodeSIO(p)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	hubID := s.hubID
-	s.mu.Unlock()
-	switch {
-	case pk.typ == '0' && pk.nsp != "/":
-		e.queue(s, fmt.Appendf(nil, `44%s,{"message":"Invalid namespace"}`, pk.nsp))
-		return nil
-	case pk.typ == '0':
-		return e.connect(s, pk, hubID)
-	case pk.nsp != "/" || hubID == "":
-		return fmt.Errorf("packet type %c for namespace %s, which this session has not connected to", pk.typ, pk.nsp)
-	case pk.typ == '1': // disconnect from "/": the Engine.IO session stays open
-		s.mu.Lock()
-		s.hubID, s.cursor = "", 0
-		s.mu.Unlock()
-		e.hub.leave(hubID)
-		return nil
-	case pk.typ == '2':
-		return e.event(s, pk, hubID)
-	case pk.typ == '3': // an ack: this server never asks for one, so there is nothing to match
-		return nil
-	default:
-		return fmt.Errorf("packet type %c is not one a client sends", pk.typ)
-	}
-}
-
-// connect joins the hub for namespace "/" and answers 40{"sid":...}, or 44 when the
-// hub refuses (full or stopping).
-func (e *eio) connect(s *session, pk sioPacket, hubID string) error {
-	if hubID != "" {
-		return errors.New("a second CONNECT to namespace /")
-	}
-	if len(pk.data) > 0 && (pk.data[0] != '{' || !json.Valid(pk.data)) {
-		return errors.New("malformed CONNECT: its payload must be a JSON object")
-	}
-	id := newSID()
-	if err := e.hub.join(id); err != nil {
-		why, _ := json.Marshal(err.Error())
-		e.queue(s, fmt.Appendf(nil, `44{"message":%s}`, why))
-		return nil
-	}
-	s.mu.Lock()
-	if s.closed { // closed while joining: take the hub client back
-		s.mu.Unlock()
-		e.hub.leave(id)
-		return nil
-	}
-	s.hubID, s.cursor = id, 0
-	e.queueLocked(s, fmt.Appendf(nil, `40{"sid":"%s"}`, newSID())) // socket.io's id of this connection; nothing here needs it again
-	s.mu.Unlock()
-	return nil
-}
-
-// event turns 42["E",D] into a hub emit of E with data D, checked like /emit. An
-// event with an ack id is acknowledged once every mailbox has it, as /emit answers 204;
-// one the server refuses is dropped, and its ack, if asked for, says why.
-func (e *eio) event(s *session, pk sioPacket, hubID string) error {
-	var args []json.RawMessage
-	if err := json.Unmarshal(pk.data, &args); err != nil || len(args) == 0 {
-		return errors.New("malformed EVENT: its payload must be a non-empty JSON array")
-	}
-	var name string
-	if err := json.Unmarshal(args[0], &name); err != nil {
-		return errors.New("malformed EVENT: its first element must be the event name")
-	}
-	refused := checkEvent(name)
-	if refused == nil && len(args) > 2 {
-		refused = errors.New("an event here carries one data value, not several")
-	}
-	if refused == nil {
-		data := json.RawMessage("null")
-		if len(args) == 2 {
-			data = args[1]
-		}
-		refused = e.hub.send(hubID, &message{body: encode(name, data)})
-		var gone goneError
-		if errors.As(refused, &gone) {
-			return refused
-		}
-	}
-	if pk.id == "" {
-		return nil
-	}
-	if refused == nil {
-		e.queue(s, fmt.Appendf(nil, `43%s[]`, pk.id))
-		return nil
-	}
-	why, _ := json.Marshal(refused.Error())
-	e.queue(s, fmt.Appendf(nil, `43%s[{"error":%s}]`, pk.id, why))
-	return nil
-}
-
 // queue hands a packet to the session's next GET, waking the open one.
-func (e *eio) queue(s *session, pkt []byte) {
+func (s *session) queue(pkt []byte) {
 	s.mu.Lock()
-	e.queueLocked(s, pkt)
+	s.queueLocked(pkt)
 	s.mu.Unlock()
 }
 
-func (e *eio) queueLocked(s *session, pkt []byte) {
+func (s *session) queueLocked(pkt []byte) {
 	if s.closed {
 		return
 	}
@@ -495,7 +398,7 @@ func (e *eio) beat(s *session) {
 	}
 	s.pinged = true
 	e.rearm(s, e.cfg.pingTimeout)
-	e.queueLocked(s, pktPing)
+	s.queueLocked(pktPing)
 	s.mu.Unlock()
 }
 
@@ -506,22 +409,21 @@ func (e *eio) rearm(s *session, d time.Duration) {
 }
 
 // close ends a session: the open GET, if any, answers with last (close or noop), the
-// sid is forgotten and the hub client, if any, leaves, so the others hear the count.
+// sid is forgotten and the socket disconnects from the hub, so the others hear the count.
 func (e *eio) close(s *session, last []byte) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
-	e.queueLocked(s, last)
+	s.queueLocked(last)
 	s.closed = true
 	s.heartbeat.Stop()
-	hubID := s.hubID
 	s.mu.Unlock()
 	e.sessions.Delete(s.sid)
 	e.open.Add(-1)
-	if hubID != "" {
-		e.hub.leave(hubID)
+	if hubID := s.sock.end(); hubID != "" {
+		e.hub.disconnect(hubID)
 	}
 }
 
@@ -534,11 +436,4 @@ func eioFail(w http.ResponseWriter, status, code int, why string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(b)
-}
-
-// newSID is a fresh, unguessable session or socket id.
-func newSID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails
-	return hex.EncodeToString(b[:])
 }

@@ -1,6 +1,7 @@
 // eio_test.go checks the socket.io face from outside, as a socket.io client reaches it:
 // the handshake, each error the Engine.IO document requires, packet encoding both ways,
 // the heartbeat, acks, and a socket.io client and a JSON client seeing one order.
+
 package main
 
 import (
@@ -444,6 +445,24 @@ func TestSocketIODisconnectLeavesTheHubButNotTheSession(t *testing.T) {
 	pkts := c.get(t)
 	require.Regexp(t, `^40\{"sid":`, pkts[0])
 	require.Equal(t, []string{`42["online",2]`}, pkts[1:], "a fresh mailbox, from seq 1")
+}
+
+// TestSocketIODisconnectWithAGetParkedKeepsTheSession: a 41 while the GET is parked
+// in the hub leaves the hub, and the GET must not take the hub's 410 for the socket
+// that left on purpose as a reason to close the whole session.
+func TestSocketIODisconnectWithAGetParkedKeepsTheSession(t *testing.T) {
+	ts := start(t, testConfig())
+	c, _ := sioConnect(t, ts)
+	get := c.getAsync(context.Background())
+	require.Eventually(t, func() bool { return ts.parked() == 1 }, 2*time.Second, 5*time.Millisecond)
+	c.post(t, "41")
+	c.post(t, "40")
+	r := within(t, get, 2*time.Second)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	pkts := strings.Split(string(r.body), "\x1e")
+	require.Regexp(t, `^40\{"sid":`, pkts[0])
+	require.NotContains(t, pkts, "1", "the session must not be closed")
+	require.False(t, c.gone())
 }
 
 func TestSocketIOConnectWhenFullIs44(t *testing.T) {

@@ -1,6 +1,7 @@
 // faults_test.go checks the guarantees against what real clients do to a server: a
 // crowd that arrives at once, readers too slow for their backlog, bodies that stop
 // arriving, cursors that run ahead, and a shutdown with all of that still connected.
+
 package main
 
 import (
@@ -9,10 +10,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -73,12 +77,12 @@ func TestACrowdArrivingWakesEachPollAFewTimes(t *testing.T) {
 		require.NoError(t, err)
 	}
 	// One answer for the client's own count at connect, then while the crowd keeps
-	// arriving at most one count per presenceHold+1 ticks, and one once it settled.
+	// arriving at most one count per maxPostpone+1 ticks, and one once it settled.
 	most := 0
 	for _, n := range answers {
 		most = max(most, n)
 	}
-	require.LessOrEqual(t, most, 2+int(ramp/(cfg.presenceEvery*(presenceHold+1))), "ramp took %s", ramp)
+	require.LessOrEqual(t, most, 2+int(ramp/(cfg.presenceEvery*(maxPostpone+1))), "ramp took %s", ramp)
 }
 
 // TestAnswersAreBoundedInBytes: an answer carries whole messages up to -max-batch
@@ -132,7 +136,7 @@ func TestAnAnswerCopiesNoMessageBytes(t *testing.T) {
 	const each, count = 8 << 10, 128 // 1 MiB waiting
 	msg := &message{body: encode("chat", json.RawMessage(`"`+strings.Repeat("x", each)+`"`))}
 	for range count {
-		require.NoError(t, ts.hub.send(id, msg))
+		require.NoError(t, ts.hub.emit(id, msg))
 	}
 
 	runtime.GC()
@@ -184,7 +188,7 @@ func TestASlowReaderGetsABigBacklogInSeveralAnswers(t *testing.T) {
 	const count = 60             // 60 x 4 KiB: about 3 s at the reader's speed
 	for i := range count {       // straight to the hub: each is over the test's -max-message
 		data := fmt.Sprintf(`"%04d%s"`, i, strings.Repeat("x", 4<<10))
-		require.NoError(t, h.send(id, &message{body: encode("chat", json.RawMessage(data))}))
+		require.NoError(t, h.emit(id, &message{body: encode("chat", json.RawMessage(data))}))
 	}
 	// The parked poll's answer, and then the rest in later answers, all read just as
 	// slowly; nothing lost, nothing cut.
@@ -351,4 +355,106 @@ func TestASenderEvictedByItsOwnEmitHearsSo(t *testing.T) {
 	r, err := ts.emitRaw(id, "chat", "one too many")
 	require.NoError(t, err)
 	requireError(t, r, http.StatusGone, "evicted: more than 3 unacknowledged messages")
+}
+
+// pageRule reads one of the page's rules (static/backoff.js, `rules`), in milliseconds,
+// so that the server's defaults are checked against the page as it is.
+func pageRule(t *testing.T, name string) time.Duration {
+	t.Helper()
+	src, err := fs.ReadFile(static, "static/backoff.js")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`\b` + name + `:\s*(\d+)`).FindSubmatch(src)
+	require.NotNil(t, m, "static/backoff.js no longer says %s", name)
+	ms, err := strconv.Atoi(string(m[1]))
+	require.NoError(t, err)
+	return time.Duration(ms) * time.Millisecond
+}
+
+// TestTheDefaultTTLOutlastsAHungPoll: with the default flags, a mailbox outlives the
+// longest a page takes to give up on a poll whose answer never came and ask again, so
+// changing one of those defaults without the other fails here.
+func TestTheDefaultTTLOutlastsAHungPoll(t *testing.T) {
+	require.Equal(t, pageRule(t, "hangGraceMs"), pageHangGrace, "main.go's copy of the page's hang grace")
+	require.Equal(t, pageRule(t, "backoffMs"), pageFirstBackoff, "main.go's copy of the page's first back-off")
+	def := defaultConfig()
+	comeBack := def.pollTimeout + pageHangGrace + pageFirstBackoff
+	require.GreaterOrEqual(t, def.clientTTL, comeBack+5*time.Second,
+		"-client-ttl %s must outlast poll timeout + hang grace + first back-off (%s), with a margin", def.clientTTL, comeBack)
+}
+
+// swallow is a loopback TCP proxy to addr that passes requests on and swallows every
+// answer, keeping both connections open and silent: a connection that died without
+// an error.
+func swallow(t *testing.T, addr string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				in.Close()
+				return
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			go io.Copy(out, in)
+			go io.Copy(io.Discard, out)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestAnAnswerLostSilentlyCostsNothing plays the page's timing with the default
+// durations shrunk 25 times: a poll's answer never arrives and nothing says so, the
+// page gives up at poll timeout + hang grace, backs off as long as its first back-off
+// can be, and polls again with its old cursor. It must get the same messages again,
+// not a 410, however late in that window the expiry sweep runs.
+func TestAnAnswerLostSilentlyCostsNothing(t *testing.T) {
+	const scale = 25
+	def := defaultConfig()
+	cfg := testConfig()
+	cfg.pollTimeout, cfg.clientTTL = def.pollTimeout/scale, def.clientTTL/scale
+	hung := cfg.pollTimeout + pageHangGrace/scale // when the page aborts a poll with no answer
+	backoff := pageFirstBackoff / scale           // the longest first back-off: the page draws from [half, all)
+	ts := start(t, cfg)
+	id := ts.connect(t) // seq 1: the online count
+	ts.emit(t, id, "chat", "kept")
+	lost := &testServer{"http://" + swallow(t, strings.TrimPrefix(ts.URL, "http://")), &http.Client{}, ts.hub}
+
+	ctx, cancel := context.WithTimeout(context.Background(), hung)
+	defer cancel()
+	gaveUp := time.Now().Add(hung)
+	_, _, err := lost.pollRaw(ctx, id, 0)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the answer must be lost, not refused")
+	handed := make(chan uint64, 1)
+	ts.hub.peek <- func(s *state) { handed <- s.clients[id].sent }
+	require.Equal(t, uint64(2), <-handed, "the hub handed both messages to the lost poll")
+
+	<-time.After(time.Until(gaveUp.Add(backoff))) // the page's back-off, as long as it can be
+	swept := make(chan struct{})
+	ts.hub.peek <- func(s *state) { s.expire(time.Now()); close(swept) } // the sweep at its latest
+	<-swept
+	status, msgs, err := ts.pollRaw(context.Background(), id, 0)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status, "the mailbox must outlast the page's way back")
+	require.Len(t, msgs, 2)
+	require.Equal(t, []uint64{1, 2}, []uint64{msgs[0].Seq, msgs[1].Seq})
+	require.Equal(t, "chat", msgs[1].Event)
+	require.JSONEq(t, `"kept"`, string(msgs[1].Data))
 }

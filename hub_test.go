@@ -1,6 +1,7 @@
 // hub_test.go checks the HTTP contract row by row, then the hub's guarantees: order,
 // redelivery, one parked poll per client, online counts, expiry, eviction, unparking,
 // shutdown and goroutine hygiene. Durations are milliseconds, never the 25 s default.
+
 package main
 
 import (
@@ -565,14 +566,14 @@ func TestTimeoutRacingADeliveryLosesNothing(t *testing.T) {
 	h := newHub(testConfig())
 	go h.run()
 	defer h.stopHub()
-	require.NoError(t, h.join("a")) // seq 1: the online count
+	require.NoError(t, h.connect("a")) // seq 1: the online count
 	first := &pollRequest{id: "a", after: 0, reply: make(chan batch, 1)}
 	h.polls <- first
 	require.Len(t, (<-first.reply).msgs, 1)
 
 	parked := &pollRequest{id: "a", after: 1, reply: make(chan batch, 1)}
 	h.polls <- parked
-	require.NoError(t, h.send("a", &message{body: encode("chat", json.RawMessage(`"hi"`))}))
+	require.NoError(t, h.emit("a", &message{body: encode("chat", json.RawMessage(`"hi"`))}))
 	h.unparks <- parked // the timer fired just after the hub answered
 	b := <-parked.reply
 	require.Equal(t, uint64(2), b.first)
@@ -933,7 +934,7 @@ func FuzzDecodeEmit(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		msg, err := decodeEmit(strings.NewReader(string(body)))
+		msg, err := decodeEmit(body)
 		if err != nil {
 			require.Nil(t, msg)
 			return

@@ -1,5 +1,7 @@
-// main.go wires the program in plain view: flags, the hub goroutine, the HTTP server,
-// and a shutdown that answers every parked poll at once.
+// Longpoll is a lesson in server push over plain HTTP: a chat whose browsers long-poll
+// one hub goroutine that owns every client's mailbox. main.go wires it in plain view:
+// flags, the hub goroutine, the HTTP server, and a shutdown that answers every parked
+// poll at once. Read hub.go next, then poll.go; README.md gives the reading order.
 package main
 
 import (
@@ -17,6 +19,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -39,19 +43,42 @@ func main() {
 	}
 }
 
+// defaultConfig is the hub's limits when no flag changes them.
+func defaultConfig() config {
+	return config{
+		pollTimeout:   25 * time.Second,
+		clientTTL:     45 * time.Second, // see pageHangGrace
+		presenceEvery: time.Second,
+		maxClients:    10000,
+		mailbox:       1024,
+		maxBatch:      65536,
+		writeTimeout:  10 * time.Second,
+	}
+}
+
+// The page (static/backoff.js, its rules) gives up on a poll that hangs for the poll
+// timeout + pageHangGrace, and polls again after a first back-off of at most
+// pageFirstBackoff. An answer lost silently costs nothing only if the mailbox outlives
+// that, so the default client TTL is poll timeout + hang grace + first back-off + a
+// margin for the round trip and a busy machine: 25 s + 10 s + 0.5 s + 9.5 s = 45 s.
+const (
+	pageHangGrace    = 10 * time.Second
+	pageFirstBackoff = 500 * time.Millisecond
+)
+
 // run serves until ctx is done (SIGINT or SIGTERM), then shuts down cleanly.
 // Tests call it directly with their own context and log writer.
 func run(ctx context.Context, args []string, logTo io.Writer) error {
-	cfg := config{writeTimeout: 10 * time.Second}
+	cfg := defaultConfig()
 	flags := flag.NewFlagSet(filepath.Base(os.Args[0]), flag.ContinueOnError) // not go run's build-cache path
 	flags.SetOutput(logTo)
 	addr := flags.String("addr", "localhost:8080", "`host:port` to listen on; port 0 picks a free one")
-	flags.DurationVar(&cfg.pollTimeout, "poll-timeout", 25*time.Second, "how long a poll may wait for news before it answers empty")
-	flags.DurationVar(&cfg.clientTTL, "client-ttl", 30*time.Second, "a client with no poll waiting for this long is expired")
-	flags.DurationVar(&cfg.presenceEvery, "presence-every", time.Second, "the online count goes to everybody at most this often, when it changed")
-	flags.IntVar(&cfg.maxClients, "max-clients", 10000, "connected clients at most; more get 503")
-	flags.IntVar(&cfg.mailbox, "mailbox", 1024, "unacknowledged messages a client may have before it is evicted")
-	flags.IntVar(&cfg.maxBatch, "max-batch", 65536, "bytes of messages one poll answer carries at most (always at least one message)")
+	flags.DurationVar(&cfg.pollTimeout, "poll-timeout", cfg.pollTimeout, "how long a poll may wait for news before it answers empty")
+	flags.DurationVar(&cfg.clientTTL, "client-ttl", cfg.clientTTL, "a client with no poll waiting for this long is expired")
+	flags.DurationVar(&cfg.presenceEvery, "presence-every", cfg.presenceEvery, "the online count goes to everybody at most this often, when it changed")
+	flags.IntVar(&cfg.maxClients, "max-clients", cfg.maxClients, "connected clients at most; more get 503")
+	flags.IntVar(&cfg.mailbox, "mailbox", cfg.mailbox, "unacknowledged messages a client may have before it is evicted")
+	flags.IntVar(&cfg.maxBatch, "max-batch", cfg.maxBatch, "bytes of messages one poll answer carries at most (always at least one message)")
 	maxMessage := flags.Int64("max-message", 65536, "bytes of request body an emit may carry")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -73,13 +100,14 @@ func run(ctx context.Context, args []string, logTo io.Writer) error {
 func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, log *slog.Logger) error {
 	go h.run()
 	files, _ := fs.Sub(static, "static") // cannot fail: the folder is embedded
+	polls := &answering{}
 	srv := &http.Server{
-		Handler:           routes(h, maxMessage, files),
+		Handler:           polls.count(routes(h, maxMessage, files)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second, // bodies; a parked GET is not reading, so it is not cut
 		// No WriteTimeout: it would start when the request is read, so a poll's time
 		// parked would count against its answer. Each answer gets cfg.writeTimeout
-		// from when it starts instead (poll.go).
+		// from when it starts instead (startAnswer).
 		IdleTimeout: 60 * time.Second,
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -96,23 +124,57 @@ func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, log *
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	// Shutdown waits for every connection to go idle, and some never will in time: one
-	// that sent half a body, or nothing at all yet. So it gets a short grace, for the
-	// answers already on their way; then whatever is left is closed.
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		log.Info("closing connections still open after the grace", "grace", shutdownGrace)
-		err = srv.Close()
-	}
+	err := shutdown(srv, polls, log)
 	<-h.done
 	return err
 }
 
-// shutdownGrace is how long a shutdown waits for answers in flight before it closes
-// every connection still open, so that SIGTERM always exits within about a second.
-const shutdownGrace = 500 * time.Millisecond
+// shutdown stops srv. Shutdown waits for every connection to go idle, and some never
+// will in time: one that sent half a body, or nothing at all yet. So it gets a short
+// grace; then, once the polls that stopping the hub answered have written their 503s
+// (a busy machine may need longer than the grace for thousands), the rest is closed.
+func shutdown(srv *http.Server, polls *answering, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		polls.wait(answerGrace)
+		log.Info("closing connections still open after the grace", "grace", shutdownGrace)
+		err = srv.Close()
+	}
+	return err
+}
+
+// shutdownGrace is how long a shutdown waits for every connection to go idle before
+// it closes them, so that SIGTERM exits within about a second; answerGrace bounds the
+// extra wait for poll answers still being written when the grace ends.
+const (
+	shutdownGrace = 500 * time.Millisecond
+	answerGrace   = 5 * time.Second
+)
+
+// answering counts the polls in flight, JSON and socket.io GETs alike, from the
+// request's arrival to its answer's last byte, so a shutdown can let them finish.
+type answering struct{ n atomic.Int64 }
+
+// count wraps next, counting the polls that pass through it.
+func (a *answering) count(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && (r.URL.Path == "/poll" || strings.HasPrefix(r.URL.Path, "/socket.io/")) {
+			a.n.Add(1)
+			defer a.n.Add(-1)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// wait returns when no poll is in flight, or after limit.
+func (a *answering) wait(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for a.n.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 // openURL names the port actually bound (so -addr 127.0.0.1:0 works) with the host
 // the user asked for, or localhost when they asked for every interface.

@@ -1,5 +1,6 @@
-// poll.go owns the HTTP side: it checks each request, turns it into one hub call, and
-// writes the hub's answer as JSON. It holds no client state of its own.
+// poll.go is the JSON face of the hub: it checks each request, turns it into one hub
+// call, and writes the hub's answer as JSON. It holds no client state of its own.
+
 package main
 
 import (
@@ -83,15 +84,13 @@ func (a *api) only(next http.HandlerFunc, methods ...string) http.Handler {
 // start starts an answer of the API: see startAnswer.
 func (a *api) start(w http.ResponseWriter) { startAnswer(w, a.hub.cfg.writeTimeout) }
 
-// connect gives the browser a fresh, unguessable id and a mailbox holding the online
-// count, and tells it the poll timeout, so that it can give up on a poll that hangs
-// well past it (a connection that silently stopped carrying bytes).
+// connect gives the browser a fresh id and a mailbox holding the online count, and
+// tells it the poll timeout, so that it can give up on a poll that hangs well past it
+// (a connection that silently stopped carrying bytes).
 func (a *api) connect(w http.ResponseWriter, r *http.Request) {
 	a.start(w)
-	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand panics rather than return weak bytes)
-	id := hex.EncodeToString(b[:])
-	if err := a.hub.join(id); err != nil {
+	id := newID()
+	if err := a.hub.connect(id); err != nil {
 		failHub(w, err)
 		return
 	}
@@ -99,6 +98,13 @@ func (a *api) connect(w http.ResponseWriter, r *http.Request) {
 		ID            string `json:"id"`
 		PollTimeoutMs int64  `json:"pollTimeoutMs"`
 	}{id, a.hub.cfg.pollTimeout.Milliseconds()})
+}
+
+// newID is a fresh, unguessable id: a client's, or a socket.io session's or socket's.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics rather than return weak bytes)
+	return hex.EncodeToString(b[:])
 }
 
 // poll is the long poll: it acknowledges everything up to `after` and waits for what
@@ -117,7 +123,7 @@ func (a *api) poll(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, fmt.Sprintf("after=%q is not a non-negative integer: send the highest seq you have, 0 at first", q.Get("after")))
 		return
 	}
-	b := a.hub.wait(r.Context(), id, after)
+	b := a.hub.poll(r.Context(), id, after)
 	a.start(w)
 	if b.err != nil {
 		failHub(w, b.err)
@@ -169,25 +175,40 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
 	}
-	msg, err := decodeEmit(http.MaxBytesReader(w, r.Body, a.maxMessage))
-	a.start(w) // again: the time the body took to arrive must not eat the answer's
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over %d bytes", a.maxMessage))
+	body, status, err := readBody(w, r, a.maxMessage, a.hub.cfg.writeTimeout)
+	if err != nil {
+		fail(w, status, err.Error())
 		return
-	case errors.Is(err, os.ErrDeadlineExceeded): // the server's ReadTimeout cut a body that stopped arriving
-		fail(w, http.StatusRequestTimeout, "the body stopped arriving before it was complete")
-		return
-	case err != nil:
+	}
+	msg, err := decodeEmit(body)
+	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := a.hub.send(id, msg); err != nil {
+	if err := a.hub.emit(id, msg); err != nil {
 		failHub(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// readBody reads a request body of at most limit bytes, then starts the answer again:
+// the time the body took to arrive must not eat the answer's. An error comes with the
+// status that says it: 413 over the limit, 408 cut by the server's ReadTimeout.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, writeTimeout time.Duration) ([]byte, int, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	startAnswer(w, writeTimeout)
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return body, http.StatusOK, nil
+	case errors.As(err, &tooBig):
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body is over %d bytes", limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, http.StatusRequestTimeout, errors.New("the body stopped arriving before it was complete")
+	default:
+		return nil, http.StatusBadRequest, fmt.Errorf("the body could not be read: %w", err)
+	}
 }
 
 // disconnect is the browser's goodbye, so the others hear of it now rather than
@@ -199,7 +220,7 @@ func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "id is missing")
 		return
 	}
-	a.hub.leave(id)
+	a.hub.disconnect(id)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -208,62 +229,76 @@ var reserved = map[string]bool{"online": true}
 
 // decodeEmit reads {"event":"E","data":D} strictly: valid UTF-8 (RFC 8259, section
 // 8.1), one JSON object whose keys are exactly "event" and "data", each at most once
-// (data may be left out), and a valid event name. encoding/json alone would match
-// keys case-insensitively and let a repeated key win silently, so the object is read
-// key by key. It encodes the message for the mailboxes right away, so the hub
-// goroutine does no JSON work. A body over the limit or cut by the read timeout
-// returns the reader's error, which emit maps to 413 or 408.
-func decodeEmit(r io.Reader) (*message, error) {
-	body, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
+// (data may be left out), and a valid event name. It encodes the message for the
+// mailboxes right away, so the hub goroutine does no JSON work.
+func decodeEmit(body []byte) (*message, error) {
 	if !utf8.Valid(body) {
 		return nil, errors.New("malformed JSON body: not valid UTF-8")
 	}
+	event, data, err := emitFields(body)
+	if err != nil {
+		return nil, err
+	}
+	return newMessage(event, data)
+}
+
+// emitFields reads the object key by key: encoding/json alone would match keys
+// case-insensitively and let a repeated key win silently.
+func emitFields(body []byte) (event string, data json.RawMessage, err error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errors.New(`malformed JSON body: it must be one object, {"event":"E","data":D}`)
+		return "", nil, errors.New(`malformed JSON body: it must be one object, {"event":"E","data":D}`)
 	}
-	var event *string
-	var data json.RawMessage
+	seen := map[string]bool{}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, fmt.Errorf("malformed JSON body: %w", err)
+			return "", nil, fmt.Errorf("malformed JSON body: %w", err)
 		}
-		switch key := tok.(string); { // inside an object, a key is always a string
-		case key == "event" && event == nil:
-			event = new(string)
-			if err := dec.Decode(event); err != nil {
-				return nil, errors.New(`malformed JSON body: "event" must be a string`)
-			}
-		case key == "data" && data == nil:
+		key := tok.(string) // inside an object, a key is always a string
+		switch {
+		case key != "event" && key != "data":
+			return "", nil, fmt.Errorf(`malformed JSON body: unknown field %q; only "event" and "data"`, key)
+		case seen[key]:
+			return "", nil, fmt.Errorf("malformed JSON body: %q appears twice", key)
+		case key == "event" && dec.Decode(&event) != nil:
+			return "", nil, errors.New(`malformed JSON body: "event" must be a string`)
+		case key == "data":
 			if err := dec.Decode(&data); err != nil {
-				return nil, fmt.Errorf("malformed JSON body: %w", err)
+				return "", nil, fmt.Errorf("malformed JSON body: %w", err)
 			}
-		case key == "event" || key == "data":
-			return nil, fmt.Errorf("malformed JSON body: %q appears twice", key)
-		default:
-			return nil, fmt.Errorf(`malformed JSON body: unknown field %q; only "event" and "data"`, key)
 		}
+		seen[key] = true
 	}
 	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, fmt.Errorf("malformed JSON body: %w", err)
+		return "", nil, fmt.Errorf("malformed JSON body: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("malformed JSON body: trailing data after the object")
+		return "", nil, errors.New("malformed JSON body: trailing data after the object")
 	}
-	if event == nil {
-		event = new(string)
-	}
-	if err := checkEvent(*event); err != nil {
+	return event, data, nil
+}
+
+// newMessage checks an event name and encodes the message once for every mailbox;
+// data left out is null. Both faces build their messages here.
+func newMessage(event string, data json.RawMessage) (*message, error) {
+	if err := checkEvent(event); err != nil {
 		return nil, err
 	}
 	if data == nil {
 		data = json.RawMessage("null")
 	}
-	return &message{body: encode(*event, data)}, nil
+	return &message{body: encode(event, data)}, nil
+}
+
+// encode writes the shared part of a message, `"event":"E","data":D`, once.
+func encode(event string, data json.RawMessage) []byte {
+	e, _ := json.Marshal(event) // a string always marshals
+	b := make([]byte, 0, len(e)+len(data)+17)
+	b = append(b, `"event":`...)
+	b = append(b, e...)
+	b = append(b, `,"data":`...)
+	return append(b, data...)
 }
 
 // checkEvent accepts 1-64 characters of A-Za-z0-9_.:- that the server does not use itself.

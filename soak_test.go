@@ -2,6 +2,7 @@
 // with the faults a long-poll server meets in the wild: tabs that vanish without a
 // goodbye, responses lost on the way (the client polls again with its old cursor),
 // polls cut mid-park, and publishers on several goroutines. Skipped under -short.
+
 package main
 
 import (

@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { settings } from "../static/timeline.js";
 import { sleep } from "./harness.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // e2e/
@@ -566,8 +567,11 @@ export const scenarios = [
     // README shows. The picture is written only by the Chromium run with
     // E2E_UPDATE_SCREENSHOT=1, so a normal run leaves the work tree alone.
     name: "screenshot: two tabs side by side",
+    timeout: 60_000,
     async run(r) {
-      const srv = await r.startServer(quick);
+      // A 4 s poll timeout: the pause before the third line outlasts it, so
+      // the timelines show a poll that ended empty as well as the wake-ups.
+      const srv = await r.startServer(["-poll-timeout", "4s", "-client-ttl", "10s", "-presence-every", "250ms"]);
       const { browser, ada, bob } = await twoPeople(r, srv);
       await ada.setName("Ada");
       await bob.setName("Bob");
@@ -580,7 +584,7 @@ export const scenarios = [
         [ada, "No WebSocket needed. Neat."],
       ];
       for (const [i, [who, text]] of lines.entries()) {
-        await sleep(600); // at a person's pace, so the panels show polls parked a while
+        await sleep(i === 2 ? 5000 : 2000); // at a person's pace, so the timelines show polls parked a while
         await who.say(text);
         for (const tab of [ada, bob]) await tab.until(`showing ${i + 1} lines`, (s) => s.messages.length === i + 1);
       }
@@ -588,15 +592,15 @@ export const scenarios = [
 
       const shots = [];
       for (const tab of [ada, bob]) {
-        await tab.page.setViewport({ width: 480, height: 720 });
+        await tab.page.setViewport({ width: 480, height: 900 });
         await tab.eval(() => document.activeElement?.blur()); // no caret in the picture
         shots.push(Buffer.from(await tab.page.screenshot({ type: "png" })).toString("base64"));
       }
       const page = await browser.openPerson("picture", "about:blank", { navigate: false });
-      await page.page.setViewport({ width: 2 * 480 + 3 * 16, height: 720 + 2 * 16 });
+      await page.page.setViewport({ width: 2 * 480 + 3 * 16, height: 900 + 2 * 16 });
       await page.page.setContent(
         `<body style="margin:0;background:#444a55;display:flex;gap:16px;padding:16px">` +
-          shots.map((b) => `<img src="data:image/png;base64,${b}" width="480" height="720">`).join("") +
+          shots.map((b) => `<img src="data:image/png;base64,${b}" width="480" height="900">`).join("") +
           `</body>`,
       );
       const out = Buffer.from(await page.page.screenshot({ type: "png" }));
@@ -653,6 +657,67 @@ export const scenarios = [
       assert.deepEqual(await sioChats(), s.messages, "the bundle hears every chat in the client.js tab's order");
     },
   },
+  {
+    // The wire panel's timeline draws what its text tells: a poll parks (a
+    // bar that grows to the right edge, "now"), a chat from another person
+    // ends it with a dot at the moment the chat shows, and the next poll's
+    // bar starts right there. Closed, the panel draws nothing.
+    name: "the timeline draws a park, a wake-up and the next poll",
+    timeout: 60_000,
+    async run(r) {
+      // A 10 s poll timeout, so the poll we watch stays parked until the chat wakes it.
+      const srv = await r.startServer(["-poll-timeout", "10s", "-client-ttl", "30s", "-presence-every", "250ms"]);
+      const { ada, bob } = await twoPeople(r, srv);
+      assert.equal((await readTimeline(ada)).draws, 0, "the closed panel drew its timeline");
+      await openWire(ada);
+      const parked = await waitTimeline(ada, "a poll parked for 500 ms, drawn to the right edge", (t) =>
+        t.bars.find((b) => b.kind === "poll" && b.open && t.now - b.start >= 500),
+      );
+      const p = await readTimeline(ada);
+      const still = p.bars.find((b) => b.kind === "poll" && b.n === parked.n && b.tab === parked.tab);
+      assert.ok(still.open && Math.abs(still.x1 - p.width) <= 1, `the parked bar ends at ${still.x1}, not at now (${p.width})`);
+      assert.ok(Math.abs(still.parkedX1 - still.x1) <= 1, "the whole open bar is drawn parked");
+
+      await ada.markArrivals();
+      await bob.say("wake up, Ada");
+      await ada.until("showing Bob's chat", (s) => s.messages.some((m) => m.endsWith(": wake up, Ada")));
+      const arrived = (await ada.arrivals()).find((a) => a.line.endsWith(": wake up, Ada")).at;
+      const t = await waitTimeline(ada, "the parked bar ended by the chat, and the next poll's bar", (t) => {
+        const woke = t.bars.find((b) => b.kind === "poll" && !b.open && b.events.includes("chat"));
+        const next = woke && t.bars.find((b) => b.kind === "poll" && b.tab === woke.tab && b.start >= woke.end);
+        return next ? { ...t, woke, next } : null;
+      });
+      const { woke, next } = t;
+      const dot = t.ends.find((e) => e.kind === "poll" && e.n === woke.n && e.tab === woke.tab);
+      const scale = (t.width - settings.gutter) / t.spanMs; // picture units per ms, as this picture was drawn
+      r.log(`parked ${woke.parkedMs} ms, ended ${arrived - woke.end} ms before the chat showed; next poll ${next.start - woke.end} ms later, ${(next.x0 - woke.x1).toFixed(1)} units right`);
+      assert.equal(woke.n, parked.n, "the chat ended the very poll that was parked");
+      assert.ok(woke.parkedMs >= 500, `the woken poll was parked ${woke.parkedMs} ms, want at least 500`);
+      // Tolerances: the page shows the chat in the same task as the poll's
+      // end is reported, and asks again at once; 250 ms and 100 ms leave
+      // room for a slow machine; on the picture, the next bar starts within
+      // 2 units (or 100 ms of its scale, if that is more) of the dot.
+      assert.ok(arrived - woke.end >= 0 && arrived - woke.end <= 250, `the bar ended ${arrived - woke.end} ms before the chat showed`);
+      assert.ok(next.start - woke.end <= 100, `the next poll left ${next.start - woke.end} ms after the wake-up`);
+      assert.ok(dot?.cls.includes("tl-arrival"), `no arrival dot where the woken bar ends: ${JSON.stringify(dot)}`);
+      assert.ok(Math.abs(dot.x - woke.x1) <= 0.5, `the dot is at ${dot.x}, the bar ends at ${woke.x1}`);
+      const near = Math.max(2, 100 * scale);
+      assert.ok(next.x0 - woke.x1 >= -0.5 && next.x0 - woke.x1 <= near, `the next bar starts at ${next.x0}, the woken one ends at ${woke.x1}`);
+      const drawnMs = (woke.x1 - woke.x0) / scale;
+      assert.ok(Math.abs(drawnMs - (woke.end - woke.start)) <= 1 / scale, `the bar is drawn ${drawnMs} ms long, it lasted ${woke.end - woke.start}`);
+      assert.match(t.title, /Latest poll, after=\d+/, "the picture's text alternative");
+
+      // Closed again, it draws nothing, but what happens meanwhile is drawn when it opens.
+      await ada.eval(() => document.querySelector("#wire summary").click());
+      const closedAt = (await readTimeline(ada)).draws;
+      await bob.say("while the panel is closed");
+      await ada.until("showing the second chat", (s) => s.messages.some((m) => m.endsWith(": while the panel is closed")));
+      await sleep(500);
+      assert.equal((await readTimeline(ada)).draws, closedAt, "the closed panel went on drawing");
+      await ada.eval(() => document.querySelector("#wire summary").click());
+      await waitTimeline(ada, "two polls woken by chats", (t) => t.bars.filter((b) => b.events.includes("chat")).length === 2);
+    },
+  },
 ];
 
 // pollingTab returns the tab that sent the latest poll request: the one
@@ -688,6 +753,72 @@ async function waitWire(tab, what, find, timeout = 5000) {
     if (Date.now() > deadline) {
       const lines = rows.map((w) => `${w.kind}/${w.phase}/${w.outcome ?? ""}: ${w.text}`);
       throw new Error(`tab ${tab.name}: the wire panel shows no ${what} after ${timeout} ms; its lines:\n  ${lines.join("\n  ")}`);
+    }
+    await sleep(50);
+  }
+}
+
+// readTimeline runs in the page: the wire panel's timeline as numbers, each
+// bar with its times (data attributes) and where it is drawn (x0 to x1; a
+// poll's parked block ends at parkedX1), each end marker with its x.
+function readTimelineInPage() {
+  const svg = document.querySelector("#wire svg.timeline-svg");
+  if (!svg) return null;
+  const num = (v) => (v === "" || v === undefined ? null : Number(v));
+  const [, , width] = (svg.getAttribute("viewBox") ?? "0 0 0 0").split(" ").map(Number);
+  const bars = [...svg.querySelectorAll("g.tl-bar")].map((g) => {
+    const span = g.querySelector(".tl-span");
+    const parked = g.querySelector(".tl-parked");
+    const x0 = Number(span.getAttribute("x"));
+    return {
+      kind: g.dataset.kind,
+      tab: g.dataset.tab,
+      n: Number(g.dataset.n),
+      open: g.dataset.open === "true",
+      start: num(g.dataset.start),
+      end: num(g.dataset.end),
+      parkedMs: num(g.dataset.parkedMs),
+      events: g.dataset.events ? g.dataset.events.split(",") : [],
+      x0,
+      x1: x0 + Number(span.getAttribute("width")),
+      parkedX1: parked ? x0 + Number(parked.getAttribute("width")) : null,
+    };
+  });
+  const ends = [...svg.querySelectorAll(".tl-end")].map((e) => ({
+    kind: e.dataset.kind,
+    tab: e.dataset.tab,
+    n: Number(e.dataset.n),
+    x: Number(e.dataset.x),
+    cls: e.getAttribute("class"),
+  }));
+  return {
+    now: Date.now(),
+    width,
+    draws: Number(svg.dataset.draws ?? 0),
+    spanMs: Number(svg.dataset.spanMs),
+    title: svg.querySelector("title")?.textContent ?? "",
+    role: svg.getAttribute("role"),
+    bars,
+    ends,
+  };
+}
+
+async function readTimeline(tab) {
+  const t = await tab.eval(readTimelineInPage);
+  assert.ok(t, `tab ${tab.name} has no timeline in its wire panel`);
+  return t;
+}
+
+// waitTimeline waits until find(timeline) returns something, and returns it.
+async function waitTimeline(tab, what, find, timeout = 5000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const t = await readTimeline(tab);
+    const found = find(t);
+    if (found) return found;
+    if (Date.now() > deadline) {
+      const bars = t.bars.map((b) => `${b.kind} ${b.n} ${b.open ? "open" : "ended"} ${b.start}-${b.end ?? ""} [${b.events}] x ${b.x0}-${b.x1}`);
+      throw new Error(`tab ${tab.name}: the timeline does not show ${what} after ${timeout} ms (${t.draws} draws); its bars:\n  ${bars.join("\n  ")}`);
     }
     await sleep(50);
   }

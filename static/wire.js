@@ -2,7 +2,9 @@
 // requests, so a reader can watch what the lesson describes: a poll parks,
 // a message wakes it, the next poll leaves at once; a failure waits out its
 // back-off; one tab polls while the others listen. It only reads the
-// socket's onWire events, which the chat itself never needs.
+// socket's onWire events, which the chat itself never needs. The same events
+// are drawn above the list as a timeline (timeline-draw.js).
+import { showTimeline } from "./timeline-draw.js";
 import { cut } from "./shown.js";
 
 const maxLines = 200; // older lines are dropped, so an open tab cannot grow forever
@@ -12,6 +14,7 @@ const maxLines = 200; // older lines are dropped, so an open tab cannot grow for
 // and is rewritten when it ends; while a poll is parked, its line counts the
 // seconds.
 export function showWire(socket, list, role) {
+  showTimeline(socket, list);
   const open = new Map(); // "tab kind n" -> {li, ev}, for requests not yet ended
 
   socket.onWire((ev) => {
