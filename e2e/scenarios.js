@@ -35,6 +35,99 @@ async function twoPeople(r, srv, opts) {
   return { browser, ada, bob };
 }
 
+// deepJSON is an array nested depth levels, as JSON text: 10,000 levels
+// (20 KB) stopped every Chromium chat tab, whose post to the other tabs ran
+// out of stack.
+const deepJSON = (depth) => "[".repeat(depth) + "0" + "]".repeat(depth);
+const big = (c) => c.repeat(60 * 1024);
+
+// hostile are the messages a stranger can send, each {event, data} with data
+// as JSON text, and line: what the chat shows of it (null: nothing).
+const hostile = {
+  "deep-chat": { event: "chat", data: deepJSON(10000), line: null },
+  "deep-online": { event: "online", data: deepJSON(10000), line: null },
+  "deep-name": { event: "chat", data: `{"name":${deepJSON(10000)},"text":"deep name"}`, line: "?: deep name" },
+  "tostring-name": { event: "chat", data: `{"name":{"toString":1},"text":"name with toString"}`, line: "?: name with toString" },
+  "tostring-text": { event: "chat", data: `{"name":"Mallory","text":{"toString":1}}`, line: null },
+  "tostring-online": { event: "online", data: `{"toString":1}`, line: null },
+  arrays: { event: "chat", data: `{"name":["a"],"text":["b"]}`, line: null },
+  nulls: { event: "chat", data: `{"name":null,"text":null}`, line: null },
+  numbers: { event: "chat", data: `{"name":7,"text":8}`, line: null },
+  "data-string": { event: "chat", data: `"just a string"`, line: null },
+  "data-null": { event: "chat", data: "null", line: null },
+  "data-number": { event: "chat", data: "42", line: null },
+  huge: { event: "chat", data: JSON.stringify({ name: big("N"), text: big("T") }), line: `${"N".repeat(40)}…: ${"T".repeat(2000)}…` },
+  "huge-online": { event: "online", data: JSON.stringify(big("9")), line: null },
+  "null-online": { event: "online", data: "null", line: null },
+  bidi: { event: "chat", data: JSON.stringify({ name: "\u202EMallory", text: "\u202Ereversed?" }), line: "\u202EMallory: \u202Ereversed?" },
+  "event-name": { event: "\u202E" + big("e"), data: `{"name":"x","text":"y"}`, line: null },
+};
+
+// rewritePolls runs in the page before its own scripts: it wraps fetch so
+// that in each /poll answer a chat whose text is "hostile:<kind>" becomes
+// kinds[kind], under the same seq. So the hostile messages reach the page
+// whether or not the server would refuse them, and the cursor stays the
+// server's. window.e2eRewritten counts what it put in.
+function rewritePolls(kinds) {
+  const real = window.fetch.bind(window);
+  window.e2eRewritten = 0;
+  window.fetch = async (url, init) => {
+    const res = await real(url, init);
+    if (!String(url).includes("/poll?") || res.status !== 200) return res;
+    const body = JSON.parse(await res.text());
+    const parts = body.messages.map((m) => {
+      const text = m.event === "chat" ? m.data?.text : undefined;
+      const kind = typeof text === "string" && text.startsWith("hostile:") ? kinds[text.slice(8)] : null;
+      if (!kind) return JSON.stringify(m);
+      window.e2eRewritten++;
+      return `{"seq":${m.seq},"event":${JSON.stringify(kind.event)},"data":${kind.data}}`;
+    });
+    const json = `{"messages":[${parts.join(",")}]}`;
+    return new Response(json, { status: 200, headers: { "Content-Type": "application/json" } });
+  };
+}
+
+// hostileThenBob has Mallory send every hostile message, waits until the
+// tab that polls has them all, then has Bob chat: both tabs must show his
+// line within a second, after what the rule shows of Mallory's. The other
+// tab may lack a line whose message was too deep to post to it.
+async function hostileThenBob(r, tabs, mallory, bob) {
+  const kinds = Object.keys(hostile);
+  for (const kind of kinds) await mallory.say(`hostile:${kind}`);
+  await mallory.until("showing its own lines", (s) => s.messages.length === kinds.length);
+  const deadline = Date.now() + 5000;
+  let rewritten = 0;
+  while (rewritten < kinds.length && Date.now() < deadline) {
+    rewritten = (await Promise.all(tabs.map((t) => t.eval(() => window.e2eRewritten)))).reduce((a, b) => a + b);
+    await sleep(25);
+  }
+  assert.equal(rewritten, kinds.length, "every hostile message reached the tab that polls");
+
+  for (const tab of tabs) await tab.markArrivals();
+  const sent = Date.now();
+  await bob.say("after the storm");
+  const want = [...kinds.map((k) => hostile[k].line).filter((l) => l !== null), "Bob: after the storm"];
+  const deep = kinds.filter((k) => k.startsWith("deep-")).map((k) => hostile[k].line);
+  const leader = pollingTab(tabs);
+  for (const tab of tabs) {
+    const s = await tab.until("showing Bob's chat after the hostile ones", shows("Bob: after the storm"), 2000);
+    const mayLack = tab === leader ? [] : deep;
+    assert.deepEqual(
+      s.messages.filter((l) => !mayLack.includes(l)),
+      want.filter((l) => !mayLack.includes(l)),
+      `tab ${tab.name} (${tab === leader ? "leads" : "follows"}) shows what the rule allows, in order`,
+    );
+    const at = (await tab.arrivals()).find((a) => a.line === "Bob: after the storm").at;
+    r.log(`tab ${tab.name} (${tab === leader ? "leads" : "follows"}) showed ${s.messages.length - 1} hostile lines, and Bob's chat ${at - sent} ms after he sent it`);
+    assert.ok(at - sent <= 1000, `tab ${tab.name} showed Bob's chat ${at - sent} ms after he sent it, want at most 1000`);
+    assert.equal(s.notice, "", `tab ${tab.name} says something was missed`);
+  }
+}
+
+// cloneTrouble is how each browser reports a message too deep to post to
+// the other tabs: the one error a hostile message may cause, and only there.
+const cloneTrouble = /Maximum call stack size exceeded|too much recursion|DataCloneError|could not be cloned/i;
+
 export const scenarios = [
   {
     // Two people see each other, and every message in the same order.
@@ -181,6 +274,67 @@ export const scenarios = [
           const made = await tab.eval(() => document.querySelectorAll("#messages :is(img, script, b b)").length);
           assert.equal(made, 0, `${tt.name}: tab ${tab.name} made elements from the text`);
         }
+      }
+    },
+  },
+
+  {
+    // Anyone can send anything: a message nested 10,000 arrays deep, a chat
+    // whose name is {"toString":1}, fields of every other type, 60 KB
+    // strings, bidi controls (rewritePolls puts them in the page's poll
+    // answers). Two tabs of one browser, one leading and posting to the
+    // other, show what the rule allows (shown.js) and skip the rest, keep
+    // saying "connected", and show a later chat within a second.
+    name: "hostile messages stop no page",
+    timeout: 45_000,
+    async run(r) {
+      const srv = await r.startServer(quick);
+      const browser = await r.newBrowser();
+      const tabs = [];
+      for (const name of ["one", "two"]) {
+        const tab = await browser.openTab(name, srv.url, { navigate: false });
+        await tab.page.evaluateOnNewDocument(rewritePolls, hostile);
+        await tab.goto(srv.url);
+        tabs.push(tab);
+      }
+      const mallory = await browser.openPerson("mallory", srv.url);
+      const bob = await browser.openPerson("bob", srv.url);
+      for (const tab of [...tabs, mallory, bob]) await tab.until("connected, 3 online", online(3));
+      for (const tab of tabs) await openWire(tab);
+      await mallory.setName("Mallory");
+      await bob.setName("Bob");
+
+      const statuses = new Set(); // every status the two tabs show from here on
+      let watch = true;
+      const watched = (async () => {
+        while (watch) {
+          for (const tab of tabs) statuses.add((await tab.state().catch(() => null))?.status);
+          await sleep(25);
+        }
+      })();
+      try {
+        await hostileThenBob(r, tabs, mallory, bob);
+      } finally {
+        watch = false;
+        await watched;
+      }
+      assert.deepEqual([...statuses], ["connected"], "the badge said connected all along");
+
+      // The wire panel shows the 60 KB event name cut short and isolated.
+      const wire = await tabs[0].eval(() => [...document.querySelectorAll("#wire li.wire")].map((li) => li.textContent));
+      assert.ok(wire.some((l) => l.includes("\u2068\u202Eeee")), "the wire panel shows the hostile event name");
+      assert.ok(Math.max(...wire.map((l) => l.length)) < 2000, "no wire line is longer than 2,000 characters");
+
+      // The count shows digits again once it changes.
+      await browser.openPerson("carol", srv.url);
+      for (const tab of tabs) await tab.until("counting 4 online", online(4));
+
+      // A message too deep to post to the other tabs is reported, as a
+      // hand-out's error must be; nothing else may be.
+      for (const tab of tabs) {
+        const problems = tab.takeProblems();
+        if (problems.length) r.log(`tab ${tab.name} reported: ${problems.map((p) => p.slice(0, 120)).join(" | ")}`);
+        assert.deepEqual(problems.filter((p) => !cloneTrouble.test(p)), [], `tab ${tab.name}: console errors`);
       }
     },
   },
