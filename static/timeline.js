@@ -7,6 +7,7 @@
 // This half keeps a bounded record of the events and lays them out as plain
 // numbers, with no DOM, so Node tests it on a fake clock; timeline-draw.js
 // draws that layout as SVG, and only while the panel is open.
+import { cut } from "./shown.js";
 
 // settings are the drawing's sizes in SVG units (one unit is one CSS pixel:
 // the picture's width follows the panel's, so its text never shrinks).
@@ -204,7 +205,7 @@ export function endText(s, now) {
   if (s.end === null) {
     return s.kind === "poll" ? `parked ${secs(now - s.start)} …` : s.kind === "emit" ? `${s.event} …` : "…";
   }
-  if (s.kind === "emit") return `${s.event} ${s.outcome === "ok" ? "204" : failText(s)}`;
+  if (s.kind === "emit") return `${cut(String(s.event), 24)} ${s.outcome === "ok" ? "204" : failText(s)}`;
   if (s.kind === "connect") return s.outcome === "ok" ? "new id" : failText(s);
   if (s.outcome === "answer") return seqText(s.seqs ?? [], s.events ?? []);
   if (s.outcome === "empty") return "timeout";
@@ -214,7 +215,7 @@ export function endText(s, now) {
 function seqText(seqs, events) {
   if (!seqs.length) return "nothing";
   const range = seqs.length === 1 ? `seq ${seqs[0]}` : `seq ${seqs[0]}-${seqs[seqs.length - 1]}`;
-  return `${range} ${[...new Set(events)].join(",")}`;
+  return `${range} ${[...new Set(events)].map((e) => cut(String(e), 24)).join(",")}`;
 }
 
 function failText(s) {

@@ -170,6 +170,9 @@ test("what ended a request: its label and its marker", () => {
     { give: { kind: "connect", start: 0, end: 10, outcome: "ok", status: 200 }, text: "new id", shape: "" },
     { give: { kind: "connect", start: 0, end: 10, outcome: "network", status: 0 }, text: "network error", shape: "failed" },
     { give: { ...poll, end: null }, text: "parked 1.2 s …", shape: "" },
+    // Event names come from strangers: a long one is cut, so it cannot crowd out the rest.
+    { give: { ...poll, outcome: "answer", seqs: [5], events: ["x".repeat(500)] }, text: `seq 5 ${"x".repeat(24)}…`, shape: "arrival" },
+    { give: { kind: "emit", start: 0, end: 10, event: "y".repeat(30), outcome: "ok", status: 204 }, text: `${"y".repeat(24)}… 204`, shape: "" },
   ];
   for (const tt of tests) {
     assert.equal(endText(tt.give, 1234), tt.text, JSON.stringify(tt.give));
