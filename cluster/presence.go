@@ -65,36 +65,45 @@ type presence struct {
 }
 
 // run is the presence goroutine. It owns whether this node leads (from the last
-// tick), talks only to Redis, and stops when ctx is done.
+// tick) and since when Redis has answered, talks only to Redis, and stops when ctx
+// is done. No client is expired until Redis has answered for a whole TTL: while it
+// was away no poll could note a client as seen, so their last-seen times say nothing.
 func (p *presence) run(ctx context.Context) {
 	tick := time.NewTicker(p.cfg.presenceEvery)
 	defer tick.Stop()
 	sweep := time.NewTicker(max(p.cfg.clientTTL/4, time.Millisecond)) // as the single server: 4 times per TTL
 	defer sweep.Stop()
-	leading := false
+	leading, up := false, time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-			leading = p.tick(ctx)
+		case now := <-tick.C:
+			var ok bool
+			leading, ok = p.tick(ctx)
+			if !ok {
+				up = time.Time{}
+			} else if up.IsZero() {
+				up = now
+			}
 		case now := <-sweep.C:
-			if leading {
+			if leading && !up.IsZero() && now.Sub(up) >= p.cfg.clientTTL {
 				p.expire(ctx, now)
 			}
 		}
 	}
 }
 
-// tick runs one presence tick and says whether this node holds the lease.
-func (p *presence) tick(ctx context.Context) bool {
+// tick runs one presence tick and says whether this node holds the lease, and
+// whether Redis answered.
+func (p *presence) tick(ctx context.Context) (bool, bool) {
 	keys := p.st.keys("epoch", "seq", "stream", "seen", "churn", "lease", "announced", "ticked", "held")
 	lease := 3 * p.cfg.presenceEvery.Milliseconds()
 	n, err := tickScript.Run(ctx, p.st.rdb, keys, newEpoch(), p.me, max(lease, 3), presenceHold, p.st.backlog).Int()
 	if err != nil && ctx.Err() == nil {
 		p.log("presence tick failed", "err", err)
 	}
-	return n > 0
+	return n > 0, err == nil
 }
 
 // expire drops the clients that no node has seen polling for cfg.clientTTL.
