@@ -196,3 +196,45 @@ func TestShutdownAnswers503(t *testing.T) {
 	require.Less(t, time.Since(start), 2*time.Second)
 	require.NoError(t, n.cmd.Wait(), "exits 0")
 }
+
+// TestPresenceSettlesOnceOverAllNodes: a crowd arriving through nginx at all three
+// nodes is counted over all of them; the true count reaches a watcher within two
+// presence intervals after the last arrival, and goes out once, not once per node.
+func TestPresenceSettlesOnceOverAllNodes(t *testing.T) {
+	const every = 250 * time.Millisecond
+	_, base := startCluster(t, "-presence-every", every.String(), "-poll-timeout", "5s", "-client-ttl", "30s")
+	watcher := connect(t, base)
+	after := uint64(len(poll(t, base, watcher, 0)))
+	rd := followPolls(base, watcher, after)
+	defer close(rd.stop)
+	const crowd = 30
+	for range crowd {
+		connect(t, base)
+		time.Sleep(every / 10) // a crowd arriving over about one interval and a bit
+	}
+	arrived := time.Now()
+	var counts []string
+	var settled time.Duration
+	quiet := time.After(2*every + 4*every) // then four more intervals with nobody arriving
+	for done := false; !done; {
+		select {
+		case a := <-rd.answers:
+			require.Equal(t, 200, a.status, a.body)
+			var v struct{ Messages []message }
+			require.NoError(t, json.Unmarshal([]byte(a.body), &v))
+			for _, m := range v.Messages {
+				counts = append(counts, string(m.Data))
+				if string(m.Data) == fmt.Sprint(crowd+1) && settled == 0 {
+					settled = time.Since(arrived)
+				}
+			}
+		case <-quiet:
+			done = true
+		}
+	}
+	t.Logf("counts the watcher heard: %v; the true count %s after the last arrival", counts, settled)
+	require.NotZero(t, settled, "the true count arrived")
+	require.LessOrEqual(t, settled, 2*every+every/2, "within two presence intervals (and a little for the wire)")
+	require.Equal(t, fmt.Sprint(crowd+1), counts[len(counts)-1])
+	require.LessOrEqual(t, len(counts), 1+presenceHold, "one count per settled change, not one per node")
+}
