@@ -147,10 +147,19 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// nodeBinary builds the node program once per test run.
+// bin is where nodeBinary builds the node program, once per test run.
+var bin = filepath.Join(os.TempDir(), fmt.Sprintf("longpoll-cluster-test-%d", os.Getpid()))
+
+// TestMain removes the node program the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	os.Remove(bin)
+	os.Exit(code)
+}
+
+// nodeBinary builds the node program, if no test has yet.
 func nodeBinary(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(os.TempDir(), fmt.Sprintf("longpoll-cluster-test-%d", os.Getpid()))
 	if _, err := os.Stat(bin); err != nil {
 		out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 		require.NoError(t, err, "go build: %s", out)
