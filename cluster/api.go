@@ -28,7 +28,8 @@ type api struct {
 	cfg  config
 	st   *store
 	tail *tail
-	node string // this node's name, in every answer's X-Node header
+	chk  *checker // a poll's check goes to Redis in a pipeline with its neighbours
+	node string   // this node's name, in every answer's X-Node header
 }
 
 // retryAfter is what a 503 asks clients to wait, in whole seconds.
@@ -125,7 +126,7 @@ func (a *api) poll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
-	c, err := a.st.check(ctx, id, after)
+	c, err := a.chk.check(ctx, id, after)
 	cancel()
 	if err != nil {
 		a.start(w)

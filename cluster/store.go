@@ -136,10 +136,15 @@ redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[1])
 return {'ok', epoch, r[1], tonumber(r[2])}
 `)
 
-// check reads id's record for a poll with cursor after, and notes the client as seen.
-func (s *store) check(ctx context.Context, id string, after uint64) (client, error) {
-	keys := append(s.keys("epoch", "seq", "seen"), s.record(id), s.grave(id))
-	res, err := checkScript.Run(ctx, s.rdb, keys, id, nowMs(), after).Slice()
+// checkKeys and checkArgs are checkScript's keys and arguments for one poll.
+func (s *store) checkKeys(id string) []string {
+	return append(s.keys("epoch", "seq", "seen"), s.record(id), s.grave(id))
+}
+
+func checkArgs(id string, after uint64) []any { return []any{id, nowMs(), after} }
+
+// checked reads checkScript's answer for a poll with cursor after.
+func checked(after uint64, res []any, err error) (client, error) {
 	if err != nil {
 		return client{}, redisErr(err)
 	}
