@@ -125,15 +125,16 @@ func (a *api) poll(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, fmt.Sprintf("after=%q is not a non-negative integer: send the highest seq you have, 0 at first", q.Get("after")))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
-	c, err := a.chk.check(ctx, id, after)
-	cancel()
+	c, err := a.chk.check(r.Context(), id, after) // the checker bounds its own wait on Redis
 	if err != nil {
 		a.start(w)
 		failStore(w, err)
 		return
 	}
-	req := &pollRequest{id: id, after: after, c: c, greeting: onlineBody(c.count), reply: make(chan batch, 1)}
+	req := &pollRequest{id: id, after: after, c: c, reply: make(chan batch, 1)}
+	if after == 0 {
+		req.greeting = onlineBody(c.count)
+	}
 	b := a.tail.wait(r.Context(), req)
 	a.start(w)
 	if behind := (behindError{}); errors.As(b.err, &behind) {
