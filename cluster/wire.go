@@ -69,28 +69,9 @@ func decodeEmit(r io.Reader) ([]byte, error) {
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil, errors.New(`malformed JSON body: it must be one object, {"event":"E","data":D}`)
 	}
-	var event *string
-	var data json.RawMessage
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("malformed JSON body: %w", err)
-		}
-		switch key := tok.(string); { // inside an object, a key is always a string
-		case key == "event" && event == nil:
-			event = new(string)
-			if err := dec.Decode(event); err != nil {
-				return nil, errors.New(`malformed JSON body: "event" must be a string`)
-			}
-		case key == "data" && data == nil:
-			if err := dec.Decode(&data); err != nil {
-				return nil, fmt.Errorf("malformed JSON body: %w", err)
-			}
-		case key == "event" || key == "data":
-			return nil, fmt.Errorf("malformed JSON body: %q appears twice", key)
-		default:
-			return nil, fmt.Errorf(`malformed JSON body: unknown field %q; only "event" and "data"`, key)
-		}
+	event, data, err := readFields(dec)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := dec.Token(); err != nil { // the closing brace
 		return nil, fmt.Errorf("malformed JSON body: %w", err)
@@ -108,6 +89,34 @@ func decodeEmit(r io.Reader) ([]byte, error) {
 		data = json.RawMessage("null")
 	}
 	return encode(*event, data), nil
+}
+
+// readFields reads an object's keys, which must be "event" and "data", each at most once.
+func readFields(dec *json.Decoder) (*string, json.RawMessage, error) {
+	var event *string
+	var data json.RawMessage
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, fmt.Errorf("malformed JSON body: %w", err)
+		}
+		switch key := tok.(string); { // inside an object, a key is always a string
+		case key == "event" && event == nil:
+			event = new(string)
+			if err := dec.Decode(event); err != nil {
+				return nil, nil, errors.New(`malformed JSON body: "event" must be a string`)
+			}
+		case key == "data" && data == nil:
+			if err := dec.Decode(&data); err != nil {
+				return nil, nil, fmt.Errorf("malformed JSON body: %w", err)
+			}
+		case key == "event" || key == "data":
+			return nil, nil, fmt.Errorf("malformed JSON body: %q appears twice", key)
+		default:
+			return nil, nil, fmt.Errorf(`malformed JSON body: unknown field %q; only "event" and "data"`, key)
+		}
+	}
+	return event, data, nil
 }
 
 // checkEvent accepts 1-64 characters of A-Za-z0-9_.:- that the server does not use itself.
