@@ -24,16 +24,14 @@ start_node $((PORT + 3)) $((PORT + 10))
 start_nginx "$PORT" $((PORT + 1)) $((PORT + 2)) $((PORT + 3))
 node2="$DIR/node -addr 127.0.0.1:$((PORT + 2)) -node node-$((PORT + 2)) -redis 127.0.0.1:$((PORT + 10)) -static $HERE/../static"
 others="${NODE_PIDS[0]},${NODE_PIDS[1]},$REDIS_PID"
-lt=("$DIR/loadtest" -url "http://127.0.0.1:$PORT" -n "$N" -rate "$RATE" -duration "$DURATION" -proxy-pid "$NGINX_PID")
+WORKER_PID=$(pgrep -P "$NGINX_PID" | head -1) # worker_processes 1: the worker does the proxying
+lt=("$DIR/loadtest" -url "http://127.0.0.1:$PORT" -n "$N" -rate "$RATE" -duration "$DURATION" -proxy-pid "$WORKER_PID")
 
 echo "== cluster, one node SIGKILLed and restarted halfway"
 "${lt[@]}" -mode cluster -server "$node2" -pids "$others"
 echo "== cluster, no kill (CPU per delivery, side by side with the single server below)"
 start_node $((PORT + 2)) $((PORT + 10))
 "${lt[@]}" -mode cluster -pids "$others,${NODE_PIDS[2]}"
-echo "== memory: Redis and each node with $N clients connected and parked"
-redis-cli -p $((PORT + 10)) info memory | grep -E '^used_memory:' || true
-for pid in "${NODE_PIDS[@]}"; do grep VmRSS "/proc/$pid/status"; done
 echo "== the single server, fanout, same clients and messages"
 "$DIR/single" -addr 127.0.0.1:$((PORT + 20)) 2>>"$DIR/single.log" &
 PIDS+=($!)

@@ -238,3 +238,24 @@ func TestPresenceSettlesOnceOverAllNodes(t *testing.T) {
 	require.Equal(t, fmt.Sprint(crowd+1), counts[len(counts)-1])
 	require.LessOrEqual(t, len(counts), 1+presenceHold, "one count per settled change, not one per node")
 }
+
+// TestACopiedRecordStillChecksCursorsAndGoodbyes: a node answers a client it has
+// just checked from its copy of the record, but the copy never vouches for a cursor
+// past what the node has read (Redis says 400), and a goodbye at another node
+// reaches it within the copy's lifetime.
+func TestACopiedRecordStillChecksCursorsAndGoodbyes(t *testing.T) {
+	r := startRedis(t)
+	n1, n2 := "http://"+startNode(t, r.addr), "http://"+startNode(t, r.addr)
+	ann := connect(t, n1)
+	poll(t, n1, ann, 0) // n1 now holds a copy of ann's record
+	a := do(t, "GET", n1+"/poll?id="+ann+"&after=99", "")
+	require.Equal(t, 400, a.status, a.body)
+	require.Contains(t, a.body, "beyond the highest seq")
+
+	require.Equal(t, 204, do(t, "POST", n2+"/disconnect?id="+ann, "").status)
+	start := time.Now()
+	require.Eventually(t, func() bool {
+		return do(t, "GET", n1+"/poll?id="+ann+"&after=1", "").status == 410
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Less(t, time.Since(start), 2*time.Second+500*time.Millisecond, "within the copy's lifetime (and one poll timeout)")
+}

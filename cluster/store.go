@@ -104,6 +104,7 @@ type client struct {
 	epoch string
 	base  uint64 // the sequence at connect: seq s is entry base+s-1, seq 1 the greeting
 	count int    // the online count at connect: the greeting
+	known bool   // from this node's copy, not read from Redis for this poll (checker.go)
 }
 
 // connect registers id and returns its record.

@@ -34,6 +34,10 @@ func (s *tailState) load(snap snapshot) {
 // poll answers at once if the client has anything to read here, or parks it until
 // the stream grows. A parked poll of the same client that it replaces answers empty.
 func (s *tailState) poll(req *pollRequest) {
+	if req.c.known && (req.c.epoch != s.epoch || req.from() > s.last()+1) {
+		req.reply <- batch{err: errRecheck} // the copy cannot vouch for this cursor or epoch
+		return
+	}
 	if req.c.epoch != s.epoch { // the record is newer than this node's copy: catch up first
 		req.reply <- batch{err: errCatchUp}
 		select {
