@@ -6,7 +6,6 @@
 // main.go wires one node in plain view: flags, the Redis client, the reader, the
 // tail and the presence goroutines, the HTTP server, and a shutdown that answers
 // every parked poll at once.
-
 package main
 
 import (
