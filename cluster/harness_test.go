@@ -50,31 +50,61 @@ func freePort(t testing.TB) int {
 
 // redisServer is one redis-server process with its folder, which survives a restart.
 type redisServer struct {
-	t    testing.TB
-	addr string
-	dir  string
-	cmd  *exec.Cmd
+	t      testing.TB
+	addr   string
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has ended
 }
 
 // startRedis starts redis-server on a free port with the append-only file on, so
-// that a restart keeps what was acknowledged.
+// that a restart keeps what was acknowledged. A port taken between freePort and
+// Redis's bind (this machine runs other work) is tried again with another.
 func startRedis(t testing.TB) *redisServer {
 	need(t, "redis-server", "redis-server")
-	r := &redisServer{t: t, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dir: t.TempDir()}
-	r.start()
+	r := &redisServer{t: t, dir: t.TempDir()}
 	t.Cleanup(r.kill)
+	var err error
+	for range 5 {
+		r.addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		if err = r.try(); err == nil {
+			return r
+		}
+	}
+	require.NoError(t, err)
 	return r
 }
 
-// start runs redis-server and waits until it answers PING.
-func (r *redisServer) start() {
+// start runs redis-server again on its address and folder.
+func (r *redisServer) start() { require.NoError(r.t, r.try()) }
+
+// try runs redis-server and waits until it answers PING, or says why not.
+func (r *redisServer) try() error {
 	_, port, _ := net.SplitHostPort(r.addr)
+	logFile := filepath.Join(r.dir, "log")
 	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no", "--logfile", filepath.Join(r.dir, "log"))
-	require.NoError(r.t, r.cmd.Start())
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no", "--logfile", logFile)
+	if err := r.cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() { r.cmd.Wait(); close(exited) }() // owns the process's end; closes exited
+	r.exited = exited
 	rdb := redis.NewClient(&redis.Options{Addr: r.addr})
 	defer rdb.Close()
-	require.Eventually(r.t, func() bool { return rdb.Ping(context.Background()).Err() == nil }, 10*time.Second, 10*time.Millisecond, "redis-server did not answer")
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(logFile)
+			return fmt.Errorf("redis-server on %s exited: %s", r.addr, log)
+		default:
+		}
+		if rdb.Ping(context.Background()).Err() == nil {
+			return nil
+		}
+	}
+	r.kill()
+	return fmt.Errorf("redis-server on %s did not answer within 10 s", r.addr)
 }
 
 // restart stops Redis cleanly (SHUTDOWN flushes the append-only file) and starts it again.
@@ -88,7 +118,7 @@ func (r *redisServer) stop() {
 	rdb := redis.NewClient(&redis.Options{Addr: r.addr})
 	rdb.Shutdown(context.Background()) // its connection closes: the error says nothing
 	rdb.Close()
-	r.cmd.Wait()
+	<-r.exited
 }
 
 // wipe stops Redis and deletes its files: a restart that lost everything.
@@ -101,9 +131,9 @@ func (r *redisServer) wipe() {
 }
 
 func (r *redisServer) kill() {
-	if r.cmd != nil && r.cmd.ProcessState == nil {
+	if r.cmd != nil && r.exited != nil {
 		r.cmd.Process.Kill()
-		r.cmd.Wait()
+		<-r.exited
 	}
 }
 
@@ -124,8 +154,7 @@ func startNode(t testing.TB, redisAddr string, extra ...string) string {
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
-	st := &store{rdb: rdb, prefix: o.prefix, backlog: cfg.backlog, maxClients: cfg.maxClients, graveMs: (10 * cfg.clientTTL).Milliseconds()}
+	st := newStore(cfg, o)
 	name := ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -134,7 +163,7 @@ func startNode(t testing.TB, redisAddr string, extra ...string) string {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		rdb.Close()
+		st.rdb.Close()
 	})
 	return name
 }
@@ -251,29 +280,55 @@ func writeNginxConf(dir, addr string, nodes []string) string {
 	return conf
 }
 
-// startNginx runs nginx in front of nodes and returns its base URL.
+// startNginx runs nginx in front of nodes and returns its base URL. A port taken
+// between freePort and nginx's bind is tried again with another.
 func startNginx(t testing.TB, nodes []string) string {
 	t.Helper()
 	need(t, "nginx", "nginx")
 	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	var err error
+	for range 5 {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		var cmd *exec.Cmd
+		var exited <-chan error
+		if cmd, exited, err = tryNginx(dir, addr, nodes); err == nil {
+			t.Cleanup(func() {
+				cmd.Process.Signal(syscall.SIGTERM)
+				<-exited
+			})
+			return "http://" + addr
+		}
+	}
+	require.NoError(t, err)
+	return ""
+}
+
+// tryNginx starts nginx on addr and waits until it serves the page, or says why not.
+func tryNginx(dir, addr string, nodes []string) (*exec.Cmd, <-chan error, error) {
 	conf := writeNginxConf(dir, addr, nodes)
 	cmd := exec.Command("nginx", "-p", dir, "-c", conf, "-g", "daemon off;")
-	cmd.Stderr = testWriter{t}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	base := "http://" + addr
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/index.html")
-		if err == nil {
-			resp.Body.Close()
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // owns the process's end; sends it once
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			return nil, nil, fmt.Errorf("nginx on %s exited (%v): %s", addr, err, log)
+		default:
 		}
-		return err == nil && resp.StatusCode == 200
-	}, 10*time.Second, 10*time.Millisecond, "nginx did not start")
-	return base
+		if resp, err := http.Get("http://" + addr + "/index.html"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd, exited, nil
+			}
+		}
+	}
+	cmd.Process.Kill()
+	<-exited
+	return nil, nil, fmt.Errorf("nginx on %s did not serve within 10 s", addr)
 }
 
 // cluster is Redis, three nodes in this process and nginx in front of them.

@@ -87,14 +87,19 @@ func run(ctx context.Context, args []string, logTo io.Writer) error {
 		o.node = ln.Addr().String()
 	}
 	log := slog.New(slog.NewTextHandler(logTo, nil)).With("node", o.node)
+	st := newStore(cfg, o)
+	defer st.rdb.Close()
+	log.Info("serving chat; open this URL in two tabs", "url", "http://"+ln.Addr().String()+"/", "redis", o.redisAddr)
+	return serve(ctx, ln, cfg, st, &api{cfg: cfg, st: st, node: o.node}, os.DirFS(o.static), log)
+}
+
+// newStore connects to Redis (lazily: the first call dials) with the node's limits.
+func newStore(cfg config, o options) *store {
 	rdb := redis.NewClient(&redis.Options{
 		Addr: o.redisAddr, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 		MaxRetries: -1, // a retried emit could append twice: a failure is a 503 instead
 	})
-	defer rdb.Close()
-	st := &store{rdb: rdb, prefix: o.prefix, backlog: cfg.backlog, maxClients: cfg.maxClients, graveMs: (10 * cfg.clientTTL).Milliseconds()}
-	log.Info("serving chat; open this URL in two tabs", "url", "http://"+ln.Addr().String()+"/", "redis", o.redisAddr)
-	return serve(ctx, ln, cfg, st, &api{cfg: cfg, st: st, node: o.node}, os.DirFS(o.static), log)
+	return &store{rdb: rdb, prefix: o.prefix, backlog: cfg.backlog, maxClients: cfg.maxClients, graveMs: (10 * cfg.clientTTL).Milliseconds()}
 }
 
 // serve runs the node's goroutines and HTTP server on ln until ctx is done.

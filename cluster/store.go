@@ -6,6 +6,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -151,7 +152,7 @@ func checked(after uint64, res []any, err error) (client, error) {
 	}
 	switch res[0] {
 	case "gone":
-		return client{}, goneError{cmpOr(res[1].(string), whyUnknown)}
+		return client{}, goneError{cmp.Or(res[1].(string), whyUnknown)}
 	case "lost":
 		return client{}, goneError{whyLost}
 	case "cursor":
@@ -180,7 +181,7 @@ func (s *store) emit(ctx context.Context, id string, body []byte) error {
 	}
 	switch res[0] {
 	case "gone":
-		return goneError{cmpOr(res[1].(string), whyUnknown)}
+		return goneError{cmp.Or(res[1].(string), whyUnknown)}
 	case "lost":
 		return goneError{whyLost}
 	}
@@ -227,11 +228,4 @@ func nowMs() int64 { return time.Now().UnixMilli() }
 func parseUint(v any) uint64 {
 	n, _ := strconv.ParseUint(fmt.Sprint(v), 10, 64)
 	return n
-}
-
-func cmpOr(s, otherwise string) string {
-	if s == "" {
-		return otherwise
-	}
-	return s
 }
