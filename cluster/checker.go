@@ -13,6 +13,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,12 +26,11 @@ const maxPipeline = 256
 // cannot vouch for: a cursor past what this node has read, or another epoch.
 var errRecheck = errors.New("check this poll against Redis")
 
-// checkRequest is one poll's check; force skips the copy. reply is buffered 1
+// checkRequest is one poll's check for Redis. reply is buffered 1
 // so that the checker never blocks on a handler that has gone.
 type checkRequest struct {
 	id    string
 	after uint64
-	force bool
 	reply chan checkReply
 }
 
@@ -51,77 +51,107 @@ type checker struct {
 	st     *store
 	fresh  time.Duration     // how old a copy may be; also how often served clients are noted as seen
 	checks chan checkRequest // handlers send, run receives
+	copies copies
 }
 
-// run is the checker goroutine. It owns the copies and the clients served since
-// they were last noted as seen; handlers talk to it only through checks; it stops
-// when ctx is done. It takes every check already waiting without waiting for
-// more: a lone poll pays no delay, and while one pipeline is on its way the next
-// batch gathers by itself.
+// copies are the records this node read in the last `fresh`, and the clients served
+// from them since they were last noted as seen. A mutex guards them rather than the
+// checker goroutine owning them: a hit is one map read, which a hop to a goroutine
+// and back would cost several times over, on every poll.
+type copies struct {
+	mu     sync.Mutex
+	known  map[string]known
+	served map[string]bool
+}
+
+// newChecker makes a checker; call go k.run(ctx).
+func newChecker(st *store, fresh time.Duration) *checker {
+	return &checker{st: st, fresh: fresh, checks: make(chan checkRequest),
+		copies: copies{known: map[string]known{}, served: map[string]bool{}}}
+}
+
+// get returns id's record if it was read less than fresh ago, and notes id as served.
+func (cp *copies) get(id string, fresh time.Duration) (client, bool) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	c, ok := cp.known[id]
+	if !ok || time.Since(c.at) >= fresh {
+		return client{}, false
+	}
+	cp.served[id] = true
+	c.c.known = true
+	return c.c, true
+}
+
+// put keeps a record Redis just gave, or forgets id's (c is nil: Redis refused it).
+func (cp *copies) put(id string, c *client, at time.Time) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if c == nil {
+		delete(cp.known, id)
+		return
+	}
+	cp.known[id] = known{*c, at}
+}
+
+// takeServed returns the clients served since the last call, and forgets stale copies.
+func (cp *copies) takeServed(now time.Time, fresh time.Duration) []string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	ids := slices.Collect(maps.Keys(cp.served))
+	clear(cp.served)
+	maps.DeleteFunc(cp.known, func(_ string, c known) bool { return now.Sub(c.at) >= fresh })
+	return ids
+}
+
+// run is the checker goroutine. It owns the pipeline; handlers talk to it only
+// through checks; it stops when ctx is done. It takes every check already waiting
+// without waiting for more: a lone poll pays no delay, and while one pipeline is on
+// its way the next batch gathers by itself. Every `fresh` it notes the clients served
+// from copies as seen, in one command, on a goroutine that owns the ids and talks
+// only to Redis.
 func (k *checker) run(ctx context.Context) {
-	copies, served := map[string]known{}, map[string]bool{}
 	note := time.NewTicker(k.fresh)
 	defer note.Stop()
 	for {
-		var batch []checkRequest
 		select {
 		case req := <-k.checks:
-			batch = k.gather(req, copies, served)
+			k.send(ctx, k.gather(req))
 		case now := <-note.C:
-			k.note(ctx, now, copies, served)
-			continue
+			if ids := k.copies.takeServed(now, k.fresh); len(ids) > 0 {
+				go k.touch(ctx, ids)
+			}
 		case <-ctx.Done():
 			return
-		}
-		if len(batch) > 0 {
-			k.send(ctx, batch, copies)
 		}
 	}
 }
 
-// gather answers from the copies what it can and returns the checks for Redis:
-// req and every check already waiting, up to maxPipeline.
-func (k *checker) gather(req checkRequest, copies map[string]known, served map[string]bool) []checkRequest {
-	var batch []checkRequest
-	now := time.Now()
-	for {
-		if c, ok := copies[req.id]; ok && !req.force && now.Sub(c.at) < k.fresh {
-			served[req.id] = true
-			c.c.known = true
-			req.reply <- checkReply{c: c.c}
-		} else {
-			batch = append(batch, req)
-		}
-		if len(batch) >= maxPipeline {
-			return batch
-		}
+// gather returns req and every check already waiting, up to maxPipeline.
+func (k *checker) gather(req checkRequest) []checkRequest {
+	batch := []checkRequest{req}
+	for len(batch) < maxPipeline {
 		select {
-		case req = <-k.checks:
+		case req := <-k.checks:
+			batch = append(batch, req)
 		default:
 			return batch
 		}
 	}
+	return batch
 }
 
-// note tells Redis that the clients served from copies were seen, in one command,
-// and forgets stale copies. The touch goroutine owns ids and talks only to Redis.
-func (k *checker) note(ctx context.Context, now time.Time, copies map[string]known, served map[string]bool) {
-	ids := slices.Collect(maps.Keys(served))
-	clear(served)
-	maps.DeleteFunc(copies, func(_ string, c known) bool { return now.Sub(c.at) >= k.fresh })
-	if len(ids) > 0 {
-		go func() {
-			tctx, cancel := context.WithTimeout(ctx, redisTimeout)
-			defer cancel()
-			k.st.touch(tctx, ids)
-		}()
-	}
+// touch notes ids as seen now.
+func (k *checker) touch(ctx context.Context, ids []string) {
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	k.st.touch(ctx, ids)
 }
 
 // send runs checkScript for every request in one pipeline, answers each, and keeps
 // a copy of each record. A Redis that restarted has forgotten the script: those
 // checks run again one by one, which loads it.
-func (k *checker) send(ctx context.Context, batch []checkRequest, copies map[string]known) {
+func (k *checker) send(ctx context.Context, batch []checkRequest) {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	pipe := k.st.rdb.Pipeline()
@@ -138,17 +168,23 @@ func (k *checker) send(ctx context.Context, batch []checkRequest, copies map[str
 		}
 		c, err := checked(req.after, res, err)
 		if err == nil {
-			copies[req.id] = known{c, now}
+			k.copies.put(req.id, &c, now)
 		} else {
-			delete(copies, req.id)
+			k.copies.put(req.id, nil, now)
 		}
 		req.reply <- checkReply{c, err}
 	}
 }
 
-// check asks about one poll and waits for the answer, or for ctx.
+// check answers from a fresh copy, unless force, or asks Redis about one poll and
+// waits for the answer, or for ctx.
 func (k *checker) check(ctx context.Context, id string, after uint64, force bool) (client, error) {
-	req := checkRequest{id: id, after: after, force: force, reply: make(chan checkReply, 1)}
+	if !force {
+		if c, ok := k.copies.get(id, k.fresh); ok {
+			return c, nil
+		}
+	}
+	req := checkRequest{id: id, after: after, reply: make(chan checkReply, 1)}
 	select {
 	case k.checks <- req:
 	case <-ctx.Done():

@@ -112,7 +112,7 @@ func serve(ctx context.Context, ln net.Listener, cfg config, st *store, a *api, 
 		st.touch(tctx, ids)
 	})
 	go a.tail.run()
-	a.chk = &checker{st: st, fresh: min(time.Second, cfg.clientTTL/4), checks: make(chan checkRequest)}
+	a.chk = newChecker(st, min(time.Second, cfg.clientTTL/4))
 	go a.chk.run(bg)
 	rd := &reader{st: st, tail: a.tail, block: min(time.Second, cfg.presenceEvery), log: log.Warn}
 	go rd.run(bg)
