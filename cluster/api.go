@@ -131,6 +131,7 @@ func (a *api) poll(w http.ResponseWriter, r *http.Request) {
 	}
 	a.start(w)
 	if behind := (behindError{}); errors.As(b.err, &behind) {
+		a.chk.copies.forget(id)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), redisTimeout)
 		a.st.leave(ctx, id, b.err.Error())
 		cancel()
@@ -197,6 +198,7 @@ func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "id is missing")
 		return
 	}
+	a.chk.copies.forget(id) // this node's next poll for id asks Redis, and hears 410
 	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
 	defer cancel()
 	if err := a.st.leave(ctx, id, whyBye); err != nil {

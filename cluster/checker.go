@@ -94,6 +94,9 @@ func (cp *copies) put(id string, c *client, at time.Time) {
 	cp.known[id] = known{*c, at}
 }
 
+// forget drops id's copy: it said goodbye here, or was evicted here.
+func (cp *copies) forget(id string) { cp.put(id, nil, time.Time{}) }
+
 // takeServed returns the clients served since the last call, and forgets stale copies.
 func (cp *copies) takeServed(now time.Time, fresh time.Duration) []string {
 	cp.mu.Lock()

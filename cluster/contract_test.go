@@ -252,6 +252,12 @@ func TestACopiedRecordStillChecksCursorsAndGoodbyes(t *testing.T) {
 	require.Equal(t, 400, a.status, a.body)
 	require.Contains(t, a.body, "beyond the highest seq")
 
+	bob := connect(t, n1)
+	poll(t, n1, bob, 0)
+	require.Equal(t, 204, do(t, "POST", n1+"/disconnect?id="+bob, "").status)
+	a = do(t, "GET", n1+"/poll?id="+bob+"&after=1", "")
+	require.Equal(t, 410, a.status, "a goodbye at the node that holds the copy reaches it at once: %s", a.body)
+
 	require.Equal(t, 204, do(t, "POST", n2+"/disconnect?id="+ann, "").status)
 	start := time.Now()
 	require.Eventually(t, func() bool {
