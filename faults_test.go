@@ -340,19 +340,30 @@ func TestShutdownEndsWellWhateverIsConnected(t *testing.T) {
 	require.Equal(t, "2", rec.Header().Get("Retry-After"))
 }
 
-// TestASenderEvictedByItsOwnEmitHearsSo: an emit answers 204 only when the message
-// is in every mailbox, the sender's too; one that overflows the sender's own mailbox
-// answers 410, and says why.
-func TestASenderEvictedByItsOwnEmitHearsSo(t *testing.T) {
+// TestASenderEvictedByItsOwnEmitHearsSoFromItsPoll: an emit that overflows the
+// sender's own mailbox is still in everybody else's, so it answers 204 (a 410 would make
+// the page send it again, and the others would get it twice); the sender's next poll
+// answers 410 evicted.
+func TestASenderEvictedByItsOwnEmitHearsSoFromItsPoll(t *testing.T) {
 	cfg := testConfig()
 	cfg.mailbox = 3
+	cfg.presenceEvery = time.Hour // no count may fill a mailbox but the test's
 	ts := start(t, cfg)
 	id := ts.connect(t)
-	ts.poll(t, id, 0) // seq 1 handed out, not yet acknowledged
+	other := ts.connect(t)
+	ts.poll(t, id, 0)    // seq 1 handed out, not yet acknowledged
+	ts.poll(t, other, 0) // the other keeps up: its count, seq 1
 	for i := range 2 {
-		ts.emit(t, id, "chat", i) // seqs 2 and 3: the mailbox holds 3
+		ts.emit(t, id, "chat", i) // seqs 2 and 3: the sender's mailbox holds 3
+		ts.poll(t, other, uint64(i+1))
 	}
 	r, err := ts.emitRaw(id, "chat", "one too many")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNoContent, r.status, "the message is in every connected mailbox")
+	got := ts.poll(t, other, 3)
+	require.Len(t, got, 1, "the other gets it once")
+	require.JSONEq(t, `"one too many"`, string(got[0].Data))
+	r, err = ts.request(context.Background(), "GET", "/poll?after=1&id="+id, "", "")
 	require.NoError(t, err)
 	requireError(t, r, http.StatusGone, "evicted: more than 3 unacknowledged messages")
 }
