@@ -20,6 +20,7 @@ type config struct {
 	mailbox       int           // more unacknowledged messages than this evicts the client
 	maxBatch      int           // bytes of messages one answer carries (at least one message)
 	writeTimeout  time.Duration // how long writing one answer may take, from when it starts
+	maxDepth      int           // how deeply a message's data may nest arrays and objects
 }
 
 // message is one event, encoded to JSON once and shared by every mailbox it sits in.

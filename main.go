@@ -51,6 +51,7 @@ func defaultConfig() config {
 		mailbox:       1024,
 		maxBatch:      65536,
 		writeTimeout:  10 * time.Second,
+		maxDepth:      32, // a chat needs 2 or 3; see maxDepthCeiling for the readers' own limits
 	}
 }
 
@@ -78,11 +79,15 @@ func run(ctx context.Context, args []string, logTo io.Writer) error {
 	flags.IntVar(&cfg.mailbox, "mailbox", cfg.mailbox, "unacknowledged messages a client may have before it is evicted")
 	flags.IntVar(&cfg.maxBatch, "max-batch", cfg.maxBatch, "bytes of messages one poll answer carries at most (always at least one message)")
 	maxMessage := flags.Int64("max-message", 65536, "bytes of request body an emit may carry")
+	flags.IntVar(&cfg.maxDepth, "max-depth", cfg.maxDepth, "how deeply a message's data may nest arrays and objects; deeper gets 400")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
 	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.presenceEvery <= 0 || cfg.maxClients < 1 || cfg.mailbox < 1 || cfg.maxBatch < 1 || *maxMessage < 1 {
 		return errors.New("-poll-timeout, -client-ttl and -presence-every must be positive; -max-clients, -mailbox, -max-batch and -max-message at least 1")
+	}
+	if cfg.maxDepth < 1 || cfg.maxDepth > maxDepthCeiling {
+		return fmt.Errorf("-max-depth must be 1 to %d: deeper, some JSON readers fail on the poll answer", maxDepthCeiling)
 	}
 	log := slog.New(slog.NewTextHandler(logTo, nil))
 
