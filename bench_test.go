@@ -35,7 +35,7 @@ func benchHub(b *testing.B, cfg config, n int) (*hub, []string) {
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%032x", i)
-		if err := h.connect(ids[i]); err != nil {
+		if err := h.connect(ids[i], "127.0.0.1"); err != nil {
 			b.Fatal(err)
 		}
 	}

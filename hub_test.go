@@ -300,9 +300,18 @@ func TestGoneIDsSayWhy(t *testing.T) {
 			name:   "expired",
 			config: func(c *config) { c.clientTTL = 50 * time.Millisecond },
 			goAway: func(t *testing.T, ts *testServer, id string) {
+				ts.poll(t, id, 0) // the count waits there, so this answers at once
 				require.Eventually(t, func() bool { return !ts.isConnected(id) }, 2*time.Second, 10*time.Millisecond)
 			},
 			contains: "expired: no poll for more than 50ms",
+		},
+		{
+			name:   "never polled",
+			config: func(c *config) { c.firstPoll = 50 * time.Millisecond },
+			goAway: func(t *testing.T, ts *testServer, id string) {
+				require.Eventually(t, func() bool { return !ts.isConnected(id) }, 2*time.Second, 10*time.Millisecond)
+			},
+			contains: "expired: no first poll within 50ms of connecting",
 		},
 		{
 			name:   "evicted",
@@ -566,7 +575,7 @@ func TestTimeoutRacingADeliveryLosesNothing(t *testing.T) {
 	h := newHub(testConfig())
 	go h.run()
 	defer h.stopHub()
-	require.NoError(t, h.connect("a")) // seq 1: the online count
+	require.NoError(t, h.connect("a", "127.0.0.1")) // seq 1: the online count
 	first := &pollRequest{id: "a", after: 0, reply: make(chan batch, 1)}
 	h.polls <- first
 	require.Len(t, (<-first.reply).msgs, 1)

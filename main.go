@@ -48,6 +48,8 @@ func defaultConfig() config {
 		clientTTL:     45 * time.Second, // see pageHangGrace
 		presenceEvery: time.Second,
 		maxClients:    10000,
+		maxPerAddress: 1000,             // a school behind one NAT address fits; 10 addresses to fill the server
+		firstPoll:     10 * time.Second, // the page polls as soon as /connect answers
 		mailbox:       1024,
 		maxBatch:      65536,
 		writeTimeout:  10 * time.Second,
@@ -76,6 +78,8 @@ func run(ctx context.Context, args []string, logTo io.Writer) error {
 	flags.DurationVar(&cfg.clientTTL, "client-ttl", cfg.clientTTL, "a client with no poll waiting for this long is expired")
 	flags.DurationVar(&cfg.presenceEvery, "presence-every", cfg.presenceEvery, "the online count goes to everybody at most this often, when it changed")
 	flags.IntVar(&cfg.maxClients, "max-clients", cfg.maxClients, "connected clients at most; more get 503")
+	flags.IntVar(&cfg.maxPerAddress, "max-per-address", cfg.maxPerAddress, "connected clients one address may hold (at most -max-clients); more get 429")
+	flags.DurationVar(&cfg.firstPoll, "first-poll", cfg.firstPoll, "a client that has not polled this long after connecting is expired (at most -client-ttl)")
 	flags.IntVar(&cfg.mailbox, "mailbox", cfg.mailbox, "unacknowledged messages a client may have before it is evicted")
 	flags.IntVar(&cfg.maxBatch, "max-batch", cfg.maxBatch, "bytes of messages one poll answer carries at most (always at least one message)")
 	maxMessage := flags.Int64("max-message", 65536, "bytes of request body an emit may carry")
@@ -83,8 +87,8 @@ func run(ctx context.Context, args []string, logTo io.Writer) error {
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.presenceEvery <= 0 || cfg.maxClients < 1 || cfg.mailbox < 1 || cfg.maxBatch < 1 || *maxMessage < 1 {
-		return errors.New("-poll-timeout, -client-ttl and -presence-every must be positive; -max-clients, -mailbox, -max-batch and -max-message at least 1")
+	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.presenceEvery <= 0 || cfg.firstPoll <= 0 || cfg.maxClients < 1 || cfg.maxPerAddress < 1 || cfg.mailbox < 1 || cfg.maxBatch < 1 || *maxMessage < 1 {
+		return errors.New("-poll-timeout, -client-ttl, -first-poll and -presence-every must be positive; -max-clients, -max-per-address, -mailbox, -max-batch and -max-message at least 1")
 	}
 	if cfg.maxDepth < 1 || cfg.maxDepth > maxDepthCeiling {
 		return fmt.Errorf("-max-depth must be 1 to %d: deeper, some JSON readers fail on the poll answer", maxDepthCeiling)

@@ -89,7 +89,7 @@ func (a *api) start(w http.ResponseWriter) { startAnswer(w, a.hub.cfg.writeTimeo
 func (a *api) connect(w http.ResponseWriter, r *http.Request) {
 	a.start(w)
 	id := newID()
-	if err := a.hub.connect(id); err != nil {
+	if err := a.hub.connect(id, clientAddr(r)); err != nil {
 		failHub(w, err)
 		return
 	}
@@ -326,6 +326,16 @@ func startAnswer(w http.ResponseWriter, timeout time.Duration) {
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout))
 }
 
+// refusedStatus is the status of a refused connect: 429 when the client's address
+// holds its share (its own doing), 503 when the server is full or stopping.
+func refusedStatus(err error) int {
+	var share shareError
+	if errors.As(err, &share) {
+		return http.StatusTooManyRequests
+	}
+	return http.StatusServiceUnavailable
+}
+
 // failHub maps the hub's errors to statuses.
 func failHub(w http.ResponseWriter, err error) {
 	var gone goneError
@@ -335,9 +345,9 @@ func failHub(w http.ResponseWriter, err error) {
 		fail(w, http.StatusGone, err.Error())
 	case errors.As(err, &cursor):
 		fail(w, http.StatusBadRequest, err.Error())
-	default: // errFull, errStopped: come back later, and not all at once
+	default: // errFull, errStopped, shareError: come back later, and not all at once
 		w.Header().Set("Retry-After", retryAfter)
-		fail(w, http.StatusServiceUnavailable, err.Error())
+		fail(w, refusedStatus(err), err.Error())
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 // its cursor. The session's GET and POST both reach it, so it has its own mutex.
 type socket struct {
 	mu     sync.Mutex
+	addr   string // the session's client address (clientAddr), set before the session is shared
 	hubID  string // the hub client; "" until the client connects to "/"
 	cursor uint64 // the highest seq written to the session; its next GET acknowledges it
 	ended  bool   // the session has closed: the socket may not connect again
@@ -125,7 +126,7 @@ func (k *socket) connect(h *hub, pk sioPacket) ([]byte, error) {
 		return nil, errors.New("malformed CONNECT: its payload must be a JSON object")
 	}
 	id := newID()
-	if err := h.connect(id); err != nil {
+	if err := h.connect(id, k.addr); err != nil {
 		why, _ := json.Marshal(err.Error())
 		return fmt.Appendf(nil, `44{"message":%s}`, why), nil
 	}
