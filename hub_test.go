@@ -77,7 +77,7 @@ func serveOn(t *testing.T, cfg config) (ts *testServer, addr string, stop func()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln, h, testMaxMessage, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- serve(ctx, ln, h, testMaxMessage, nil, slog.New(slog.DiscardHandler)) }()
 	return &testServer{"http://" + ln.Addr().String(), &http.Client{}, h}, ln.Addr().String(), cancel, done
 }
 
@@ -902,6 +902,12 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"no clients", []string{"-max-clients", "0"}},
 		{"no mailbox", []string{"-mailbox", "0"}},
 		{"no message", []string{"-max-message", "0"}},
+		{"no depth", []string{"-max-depth", "0"}},
+		{"deeper than readers take", []string{"-max-depth", "501"}},
+		{"no share", []string{"-max-per-address", "0"}},
+		{"no first poll", []string{"-first-poll", "0s"}},
+		{"negative cap", []string{"-max-conns", "-1"}},
+		{"a cap over the descriptor limit", []string{"-max-conns", "2000000000"}},
 		{"unknown flag", []string{"-nope"}},
 		{"bad address", []string{"-addr", "127.0.0.1:99999"}},
 	}
