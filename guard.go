@@ -18,7 +18,10 @@ import (
 // for IPv6, since one host commonly holds a whole /64. Behind a reverse proxy every
 // client is the proxy's address (README, section 6).
 func clientAddr(r *http.Request) string {
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr // not host:port (a test's, or a unix socket's): count it as it is
+	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
 		return host
