@@ -23,7 +23,7 @@ const maxDepthCeiling = 500
 // turns them into U+FFFD). data is already one valid JSON value.
 func checkData(data []byte, maxDepth int) error {
 	if !utf8.Valid(data) {
-		return errors.New("malformed JSON body: not valid UTF-8")
+		return errors.New("data is not valid UTF-8")
 	}
 	depth := 0
 	for i := 0; i < len(data); i++ {
