@@ -22,6 +22,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -959,6 +960,7 @@ func FuzzDecodeEmit(f *testing.F) {
 			Data  json.RawMessage `json:"data"`
 		}
 		wire := append(append([]byte("{"), msg.body...), '}')
+		require.True(t, utf8.Valid(wire), "%q", wire)
 		require.True(t, json.Valid(wire), "%s", wire)
 		require.NoError(t, json.Unmarshal(wire, &got))
 		require.NoError(t, checkEvent(got.Event))
