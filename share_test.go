@@ -121,3 +121,19 @@ func TestAConnectThatNeverPollsGivesItsSlotBackSoon(t *testing.T) {
 	}
 	legitimate(t, ts)
 }
+
+// TestJSONClientsAndSocketsShareOneAddressShare: a socket.io socket is a hub client
+// like a JSON one, so an address's share counts both; the refusal is socket.io's 44.
+func TestJSONClientsAndSocketsShareOneAddressShare(t *testing.T) {
+	cfg := testConfig()
+	cfg.maxPerAddress = 2
+	ts := start(t, cfg)
+	ts.connect(t)
+	sioConnect(t, ts)
+	c := eioHandshake(t, ts) // a session is a seat of the face's own, not a hub client
+	c.post(t, "40")
+	require.Regexp(t, `^44\{"message":"too many clients from your address \(2, -max-per-address\)`, c.get(t)[0])
+	r, err := ts.request(context.Background(), "POST", "/connect", "", "")
+	require.NoError(t, err)
+	requireError(t, r, http.StatusTooManyRequests, "-max-per-address")
+}
