@@ -19,6 +19,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -142,8 +144,9 @@ func (o options) check() error {
 func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, hosts *hostCheck, log *slog.Logger) error {
 	go h.run()
 	files, _ := fs.Sub(static, "static") // cannot fail: the folder is embedded
+	polls := &answering{}
 	srv := &http.Server{
-		Handler:           hosts.wrap(sameOrigin(routes(h, maxMessage, files))),
+		Handler:           hosts.wrap(sameOrigin(polls.count(routes(h, maxMessage, files)))),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second, // bodies; a parked GET is not reading, so it is not cut
 		// No WriteTimeout: it would start when the request is read, so a poll's time
@@ -168,28 +171,57 @@ func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, hosts
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	err := shutdown(srv, log)
+	err := shutdown(srv, polls, log)
 	<-h.done
 	return err
 }
 
 // shutdown stops srv. Shutdown waits for every connection to go idle, and some never
 // will in time: one that sent half a body, or nothing at all yet. So it gets a short
-// grace, for the answers already on their way; then whatever is left is closed.
-func shutdown(srv *http.Server, log *slog.Logger) error {
+// grace; then, once the polls that stopping the hub answered have written their 503s
+// (a busy machine may need longer than the grace for thousands), the rest is closed.
+func shutdown(srv *http.Server, polls *answering, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err := srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
+		polls.wait(answerGrace)
 		log.Info("closing connections still open after the grace", "grace", shutdownGrace)
 		err = srv.Close()
 	}
 	return err
 }
 
-// shutdownGrace is how long a shutdown waits for answers in flight before it closes
-// every connection still open, so that SIGTERM always exits within about a second.
-const shutdownGrace = 500 * time.Millisecond
+// shutdownGrace is how long a shutdown waits for every connection to go idle before
+// it closes them, so that SIGTERM exits within about a second; answerGrace bounds the
+// extra wait for poll answers still being written when the grace ends.
+const (
+	shutdownGrace = 500 * time.Millisecond
+	answerGrace   = 5 * time.Second
+)
+
+// answering counts the polls in flight, JSON and socket.io GETs alike, from the
+// request's arrival to its answer's last byte, so a shutdown can let them finish.
+type answering struct{ n atomic.Int64 }
+
+// count wraps next, counting the polls that pass through it.
+func (a *answering) count(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && (r.URL.Path == "/poll" || strings.HasPrefix(r.URL.Path, "/socket.io/")) {
+			a.n.Add(1)
+			defer a.n.Add(-1)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// wait returns when no poll is in flight, or after limit.
+func (a *answering) wait(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for a.n.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 // openURL names the port actually bound (so -addr 127.0.0.1:0 works) with the host
 // the user asked for, or localhost when they asked for every interface.

@@ -1,8 +1,9 @@
-// readme_test.go keeps the README honest: it replays the curl walk-through of section 5,
-// command by command and terminal by terminal, against a fresh server started with the
-// walk-through's own flags, and compares every output with the README's. It also checks
-// that the JSON in the sequence diagram has the shapes the server really sends. A code
-// change that alters an answer fails here until the README moves with it.
+// readme_test.go keeps the transcripts honest: it replays every curl session of the README
+// and docs/, command by command and terminal by terminal, against a fresh server started
+// with the transcript's own flags, and compares every output with the page's. It also
+// checks that the JSON in the sequence diagram has the shapes the server really sends. A
+// code change that alters an answer fails here until the page moves with it.
+
 package main
 
 import (
@@ -10,10 +11,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -22,24 +27,47 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// walkBlock is one ```console block of the walk-through and the terminal it is typed in.
+// transcripts are the sections that hold a console session, by file and heading. Each
+// starts a server of its own in terminal 1.
+var transcripts = []struct{ file, heading string }{
+	{"README.md", "### Try it with curl, in three terminals"},
+	{"docs/socketio.md", "## Try it with curl"},
+	{"docs/socketio.md", "## The heartbeat, by hand"},
+}
+
+// walkBlock is one ```console block of a transcript and the terminal it is typed in.
 type walkBlock struct {
 	terminal string
 	lines    []string
 }
 
-// walkthrough returns the console blocks of the README's "Try it with curl" section.
-func walkthrough(t *testing.T) []walkBlock {
+// section returns the text under heading in file, up to the next heading of the same
+// level or above.
+func section(t *testing.T, file, heading string) string {
 	t.Helper()
-	readme, err := os.ReadFile("README.md")
+	raw, err := os.ReadFile(file)
 	require.NoError(t, err)
-	text := string(readme)
-	start := strings.Index(text, "### Try it with curl")
-	require.NotEqual(t, -1, start, "README has no curl walk-through")
-	text = text[start:]
-	if end := strings.Index(text[1:], "\n## "); end >= 0 {
-		text = text[:end+1]
+	text := string(raw)
+	start := strings.Index(text, "\n"+heading+"\n")
+	require.NotEqual(t, -1, start, "%s has no section %q", file, heading)
+	text = text[start+1+len(heading):]
+	level := strings.Repeat("#", strings.Index(heading, " "))
+	for at := 0; ; {
+		next := strings.Index(text[at:], "\n#")
+		if next < 0 {
+			return text
+		}
+		at += next + 1
+		if hashes := strings.TrimLeft(text[at:], "#"); len(text[at:])-len(hashes) <= len(level) && strings.HasPrefix(hashes, " ") {
+			return text[:at]
+		}
 	}
+}
+
+// consoleBlocks returns the console blocks of text, each with the terminal its nearest
+// **Terminal N** label before it names.
+func consoleBlocks(t *testing.T, text string) []walkBlock {
+	t.Helper()
 	label := regexp.MustCompile(`\*\*Terminal (\d)`)
 	var blocks []walkBlock
 	terminal := ""
@@ -65,7 +93,7 @@ func walkthrough(t *testing.T) []walkBlock {
 	return blocks
 }
 
-// step is a command and the output the README shows for it.
+// step is a command and the output the page shows for it.
 type step struct {
 	command string
 	want    []string
@@ -103,94 +131,245 @@ func normalise(lines []string) string {
 	return strings.TrimRight(s, "\n ")
 }
 
-// running is a command left running at the end of a block: a parked poll.
+// tester is what a replay needs of a test: a *testing.T, or a recorder that lets a test
+// check that a drifted transcript fails.
+type tester interface {
+	require.TestingT
+	Helper()
+}
+
+// running is a command left running at the end of a block: a parked poll or GET.
 type running struct {
 	command string
+	cmd     *exec.Cmd
 	out     bytes.Buffer
 	done    chan error
 }
 
-func TestReadmeWalkthroughMatchesTheServer(t *testing.T) {
-	for _, tool := range []string{"bash", "curl"} {
-		_, err := exec.LookPath(tool)
-		require.NoError(t, err, "the README's walk-through needs %s (apt-get install -y %s)", tool, tool)
-	}
-	blocks := walkthrough(t)
+// replay is one transcript being typed: the server's address, the directory the
+// commands run in, what the reader's shell remembers, and per terminal the command
+// still running.
+type replay struct {
+	t    tester
+	addr string
+	dir  string
+	vars map[string]string
+	left map[string]*running
+}
 
-	// The first block starts the server; start it here with the same flags, on a free port.
-	require.Equal(t, "1", blocks[0].terminal)
+// typingPause, off by default, waits before every command as a person typing would, to
+// check that a transcript holds when typed by hand: go test -run Transcripts -typing-pause 30s
+// (the runs are parallel, so the longest transcript sets the time: about 10 minutes).
+var typingPause = flag.Duration("typing-pause", 0, "wait this long before each command of a transcript")
+
+// patience is how long a command may take: a parked poll is answered within a presence
+// tick or a ping interval of the transcript's flags, both a few seconds at most, and a
+// slow machine gets plenty more.
+const patience = 30 * time.Second
+
+var (
+	assignOutput  = regexp.MustCompile(`^([A-Z]+)=\$\((.*)\)$`) // ANN=$(curl ...)
+	assignLiteral = regexp.MustCompile(`^([A-Z]+)='(.*)'$`)     // U='localhost:8080/...'
+)
+
+// replayTranscript types blocks into a fresh server started as block 1 says, in dir.
+func replayTranscript(t tester, dir string, blocks []walkBlock) {
+	t.Helper()
+	require.Equal(t, "1", blocks[0].terminal, "terminal 1 starts the server")
 	_, serverSteps := steps(blocks[0].lines)
 	require.Len(t, serverSteps, 1)
 	args, ok := strings.CutPrefix(serverSteps[0].command, "go run .")
 	require.True(t, ok, "terminal 1 starts the server with go run .")
+	addr, stop := startServer(t, strings.Fields(args))
+	r := &replay{t: t, addr: addr, dir: dir, vars: map[string]string{}, left: map[string]*running{}}
+	defer stop()
+	defer r.killLeft() // on a failure, before the server stops
+	for _, b := range blocks[1:] {
+		r.block(b)
+	}
+	for term, run := range r.left {
+		require.Empty(t, normalise([]string{r.finish(run)}), "terminal %s: %q printed what the page does not show", term, run.command)
+	}
+}
+
+// startServer runs the program with args on a free loopback port, as go run . would.
+func startServer(t tester, args []string) (addr string, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs, logw := io.Pipe()
 	ran := make(chan error, 1)
 	go func() {
-		ran <- run(ctx, append(strings.Fields(args), "-addr", "127.0.0.1:0"), logw)
+		ran <- run(ctx, append(args, "-addr", "127.0.0.1:0"), logw)
 		logw.Close()
 	}()
-	defer func() { cancel(); require.NoError(t, <-ran) }()
 	line, err := bufio.NewReader(logs).ReadString('\n')
-	require.NoError(t, err)
+	if err != nil {
+		cancel()
+		require.NoError(t, <-ran, "the server did not start")
+	}
 	go io.Copy(io.Discard, logs)
-	addr := regexp.MustCompile(`url=http://(\S+)/`).FindStringSubmatch(line)
-	require.NotNil(t, addr, line)
+	m := regexp.MustCompile(`url=http://(\S+)/`).FindStringSubmatch(line)
+	if m == nil {
+		cancel()
+		require.FailNow(t, "no URL in the start-up line", "%s", line)
+	}
+	return m[1], func() { cancel(); require.NoError(t, <-ran) }
+}
 
-	vars := map[string]string{} // ANN, BOB: what the reader's shell remembers
-	shell := func(command string) *exec.Cmd {
-		cmd := exec.Command("bash", "-c", strings.ReplaceAll(command, "localhost:8080", addr[1]))
-		cmd.Env = os.Environ()
-		for k, v := range vars {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		return cmd
+// block types one block: first the answer to the command its terminal left running,
+// then each command, comparing outputs.
+func (r *replay) block(b walkBlock) {
+	r.t.Helper()
+	leading, todo := steps(b.lines)
+	if run := r.left[b.terminal]; run != nil {
+		require.Equal(r.t, normalise(leading), normalise([]string{r.finish(run)}), "terminal %s: the answer to %q", b.terminal, run.command)
+		delete(r.left, b.terminal)
+	} else {
+		require.Empty(r.t, normalise(leading), "terminal %s: output with no command before it", b.terminal)
 	}
-	const patience = 5 * time.Second // a parked poll is answered within a presence tick
-	finish := func(r *running) string {
-		t.Helper()
-		select {
-		case err := <-r.done:
-			require.NoError(t, err, r.command)
-		case <-time.After(patience):
-			require.FailNow(t, "still running", "%s", r.command)
+	for i, s := range todo {
+		time.Sleep(*typingPause) // zero unless asked for: a person's pause, not a wait for an event
+		if r.assign(s) {
+			continue
 		}
-		return r.out.String()
+		run := r.start(s.command)
+		if i == len(todo)-1 && len(s.want) == 0 {
+			r.left[b.terminal] = run // the page shows its answer in a later block
+			continue
+		}
+		require.Equal(r.t, normalise(s.want), normalise([]string{r.finish(run)}), "terminal %s: %s", b.terminal, s.command)
 	}
-	assign := regexp.MustCompile(`^([A-Z]+)=\$\((.*)\)$`)
-	left := map[string]*running{} // per terminal, the command still running
+}
 
-	for _, b := range blocks[1:] {
-		leading, todo := steps(b.lines)
-		if r := left[b.terminal]; r != nil {
-			require.Equal(t, normalise(leading), normalise([]string{finish(r)}), "terminal %s: the answer to %q", b.terminal, r.command)
-			delete(left, b.terminal)
-		} else {
-			require.Empty(t, normalise(leading), "terminal %s: output with no command before it", b.terminal)
-		}
-		for i, s := range todo {
-			if m := assign.FindStringSubmatch(s.command); m != nil {
-				out, err := shell(m[2]).Output()
-				require.NoError(t, err, s.command)
-				vars[m[1]] = strings.TrimSpace(string(out))
-				require.Regexp(t, `^[0-9a-f]{32}$`, vars[m[1]], s.command)
-				require.Empty(t, normalise(s.want), "an assignment prints nothing")
-				continue
-			}
-			r := &running{command: s.command, done: make(chan error, 1)}
-			cmd := shell(s.command)
-			cmd.Stdout = &r.out
-			require.NoError(t, cmd.Start())
-			go func() { r.done <- cmd.Wait() }()
-			if i == len(todo)-1 && len(s.want) == 0 {
-				left[b.terminal] = r // the README shows its answer in a later block
-				continue
-			}
-			require.Equal(t, normalise(s.want), normalise([]string{finish(r)}), "terminal %s: %s", b.terminal, s.command)
-		}
+// assign runs a shell variable assignment, which prints nothing, and remembers the value.
+func (r *replay) assign(s step) bool {
+	r.t.Helper()
+	if m := assignLiteral.FindStringSubmatch(s.command); m != nil {
+		r.vars[m[1]] = strings.ReplaceAll(m[2], "localhost:8080", r.addr)
+	} else if m := assignOutput.FindStringSubmatch(s.command); m != nil {
+		out, err := r.shell(m[2]).Output()
+		require.NoError(r.t, err, s.command)
+		r.vars[m[1]] = strings.TrimSpace(string(out))
+		require.Regexp(r.t, `^[0-9a-f]{32}$`, r.vars[m[1]], s.command)
+	} else {
+		return false
 	}
-	for term, r := range left {
-		require.Empty(t, normalise([]string{finish(r)}), "terminal %s: %q printed what the README does not show", term, r.command)
+	require.Empty(r.t, normalise(s.want), "an assignment prints nothing: %s", s.command)
+	return true
+}
+
+// shell is command as the reader's bash runs it, against this replay's server.
+func (r *replay) shell(command string) *exec.Cmd {
+	cmd := exec.Command("bash", "-c", strings.ReplaceAll(command, "localhost:8080", r.addr))
+	cmd.Dir = r.dir
+	cmd.Env = os.Environ()
+	for k, v := range r.vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	return cmd
+}
+
+// start starts command without waiting for it.
+func (r *replay) start(command string) *running {
+	r.t.Helper()
+	run := &running{command: command, cmd: r.shell(command), done: make(chan error, 1)}
+	run.cmd.Stdout = &run.out
+	require.NoError(r.t, run.cmd.Start())
+	go func() { run.done <- run.cmd.Wait() }()
+	return run
+}
+
+// finish waits for a command and returns its output.
+func (r *replay) finish(run *running) string {
+	r.t.Helper()
+	select {
+	case err := <-run.done:
+		require.NoError(r.t, err, run.command)
+	case <-time.After(patience):
+		run.cmd.Process.Kill()
+		require.FailNow(r.t, "still running", "%s", run.command)
+	}
+	return run.out.String()
+}
+
+// killLeft ends the commands a failed replay left running.
+func (r *replay) killLeft() {
+	for _, run := range r.left {
+		run.cmd.Process.Kill()
+	}
+}
+
+func TestTranscriptsMatchTheServer(t *testing.T) {
+	for _, tool := range []string{"bash", "curl"} {
+		_, err := exec.LookPath(tool)
+		require.NoError(t, err, "the transcripts need %s (apt-get install -y %s)", tool, tool)
+	}
+	for _, tt := range transcripts {
+		t.Run(tt.file+" "+tt.heading, func(t *testing.T) {
+			t.Parallel() // each against a server of its own; the heartbeat's waits add up otherwise
+			replayTranscript(t, t.TempDir(), consoleBlocks(t, section(t, tt.file, tt.heading)))
+		})
+	}
+}
+
+// TestEveryConsoleBlockIsReplayed finds every console block in the README and docs/ and
+// checks it lies in a section the replay knows, so a new transcript cannot go unchecked.
+func TestEveryConsoleBlockIsReplayed(t *testing.T) {
+	replayed := map[string]int{}
+	for _, tt := range transcripts {
+		replayed[tt.file] += len(consoleBlocks(t, section(t, tt.file, tt.heading)))
+	}
+	files, err := filepath.Glob("docs/*.md")
+	require.NoError(t, err)
+	for _, file := range append(files, "README.md") {
+		raw, err := os.ReadFile(file)
+		require.NoError(t, err)
+		n := strings.Count(string(raw), "\n```console\n")
+		require.Equal(t, n, replayed[file], "%s has %d console blocks and %d are replayed: add its section to transcripts", file, n, replayed[file])
+	}
+}
+
+// recorder is a tester that keeps failures instead of failing the test.
+type recorder struct{ failures []string }
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.failures = append(r.failures, fmt.Sprintf(format, args...))
+}
+func (r *recorder) FailNow() { runtime.Goexit() }
+func (r *recorder) Helper()  {}
+
+// TestADriftedTranscriptFails replays the README's walk-through with one output changed,
+// and checks that the replay fails and names the step.
+func TestADriftedTranscriptFails(t *testing.T) {
+	tests := []struct {
+		name     string
+		give     string // a line of the walk-through, changed to want
+		want     string
+		failsFor string
+	}{
+		{"an output", `{"messages":[{"seq":1,"event":"online","data":1}]}`, `{"messages":[{"seq":1,"event":"online","data":7}]}`, `after=0`},
+		{"a parked poll's answer", `{"messages":[{"seq":2,"event":"online","data":2}]}`, `{"messages":[{"seq":2,"event":"online","data":3}]}`, `the answer to`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			blocks := consoleBlocks(t, section(t, transcripts[0].file, transcripts[0].heading))
+			changed := 0
+			for _, b := range blocks {
+				for i, line := range b.lines {
+					if line == tt.give {
+						b.lines[i] = tt.want
+						changed++
+					}
+				}
+			}
+			require.Equal(t, 1, changed, "the walk-through shows %s once", tt.give)
+			rec, dir := &recorder{}, t.TempDir()
+			done := make(chan struct{})
+			go func() { defer close(done); replayTranscript(rec, dir, blocks) }()
+			<-done
+			require.NotEmpty(t, rec.failures, "a drifted transcript passed")
+			require.Contains(t, rec.failures[0], tt.failsFor)
+		})
 	}
 }
 

@@ -381,6 +381,9 @@ func (r *run) poll(c *client, written func()) (outcome, string, error) {
 	switch o {
 	case answered:
 		c.answers.Add(1)
+		if answerHook != nil { // the cluster mode counts the nodes that answer (cluster.go)
+			answerHook(c, rep.header)
+		}
 		now := time.Now()
 		for _, m := range b.Messages {
 			r.take(c, m, now)

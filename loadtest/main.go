@@ -70,11 +70,11 @@ type config struct {
 }
 
 // defaultN is each mode's client count when -n is not given.
-var defaultN = map[string]int{"hold": 10000, "restart": 10000, "fanout": 1000, "flood": 100, "baseline": 1000, "slow": 12}
+var defaultN = map[string]int{"hold": 10000, "restart": 10000, "fanout": 1000, "flood": 100, "baseline": 1000, "slow": 12, "cluster": 50}
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.mode, "mode", "", "hold, restart, fanout, flood, slow, baseline or serve-baseline")
+	flag.StringVar(&cfg.mode, "mode", "", "hold, restart, fanout, flood, slow, cluster, baseline or serve-baseline")
 	flag.StringVar(&cfg.url, "url", "", "server root, on 127.0.0.x (baseline: empty starts its own trivial server; restart: empty takes -server's -addr)")
 	flag.IntVar(&cfg.pid, "pid", 0, "server pid, to read its RSS and CPU time from /proc")
 	flag.IntVar(&cfg.n, "n", 0, "virtual clients (default hold and restart 10000, fanout 1000, flood 100, slow 12, baseline 1000)")
@@ -113,7 +113,7 @@ func runMode(cfg config) int {
 		return 0
 	}
 	if _, ok := defaultN[cfg.mode]; !ok {
-		fmt.Fprintln(os.Stderr, "loadtest: -mode must be hold, restart, fanout, flood, slow, baseline or serve-baseline")
+		fmt.Fprintln(os.Stderr, "loadtest: -mode must be hold, restart, fanout, flood, slow, cluster, baseline or serve-baseline")
 		return 2
 	}
 	if cfg.n <= 0 {
@@ -187,6 +187,8 @@ func runMode(cfg config) int {
 		}
 	case "slow":
 		pass = slow(ctx, cfg, base)
+	case "cluster":
+		pass = clusterRun(ctx, cfg, base) // cluster.go
 	case "baseline":
 		pass, _, _ = baseline(ctx, cfg)
 	}

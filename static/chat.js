@@ -3,6 +3,7 @@
 // HTTP; all of that lives in client.js (and the wire panel, in wire.js).
 import { connect } from "./client.js";
 import { showWire } from "./wire.js";
+import { chatLine, countText, cut } from "./shown.js";
 
 const $ = (id) => document.getElementById(id);
 const keep = 300; // messages kept in the list; older ones are dropped
@@ -17,7 +18,7 @@ socket.onStatus((s) => {
 });
 
 socket.on("online", (n) => {
-  $("online").textContent = String(n);
+  $("online").textContent = countText(n);
 });
 
 // lostAt is when the connection was lost, not when it came back: what
@@ -31,15 +32,18 @@ socket.onMissed((lostAt) => {
 // from a stranger, and the browser must show it, not run it. dir="auto"
 // isolates the name and the text from each other and from the page, so a
 // right-to-left name cannot run into its message, nor a U+202E in a name
-// reverse the text after it.
+// reverse the text after it. What of a message is shown, and what is
+// skipped, is shown.js's rule: only strings, cut to the form's lengths.
 socket.on("chat", (msg) => {
+  const shown = chatLine(msg);
+  if (!shown) return;
   const li = document.createElement("li");
   const name = document.createElement("b");
   name.dir = "auto";
-  name.textContent = String(msg?.name ?? "?");
+  name.textContent = shown.name;
   const text = document.createElement("span");
   text.dir = "auto";
-  text.textContent = String(msg?.text ?? "");
+  text.textContent = shown.text;
   li.append(name, text);
   const list = $("messages");
   // Follow the conversation only if the reader was already at the bottom.
@@ -62,7 +66,7 @@ $("compose").addEventListener("submit", async (e) => {
   } catch (err) {
     // Give the text back rather than lose it, and say why.
     if (!box.value) box.value = text;
-    showNotice(`Not sent (${err.message}); try again in a moment.`);
+    showNotice(`Not sent (${cut(String(err?.message), 200)}); try again in a moment.`);
   }
 });
 

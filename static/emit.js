@@ -16,8 +16,15 @@ export function emitter(s, inOrder) {
     chain = p.catch(() => {});
     return p;
   };
+  // Data JSON cannot hold (a cycle, a BigInt, an array 10,000 deep) rejects
+  // the emit's promise, like every other failure, instead of throwing.
   return (event, data) => {
-    const body = JSON.stringify({ event, data });
+    let body;
+    try {
+      body = JSON.stringify({ event, data });
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return inTurn(() => emitOnce(s, event, body));
   };
 }

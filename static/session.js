@@ -58,9 +58,11 @@ function steps(s) {
       share({ type: "status", status });
       s.hooks.call("status", status);
     },
-    // deliver hands one message to this tab's handlers of its event.
+    // deliver hands one message to this tab's handlers of its event. Only
+    // a count is kept for the tabs that join later: the state post carries
+    // it, and a stranger's "online" (10,000 arrays deep) would break that post.
     deliver(event, data) {
-      if (event === "online") s.online = data;
+      if (event === "online" && Number.isSafeInteger(data)) s.online = data;
       s.handlers.call(event, data);
     },
     // missed tells the page, here and in the other tabs, that what was sent

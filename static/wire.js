@@ -2,7 +2,10 @@
 // requests, so a reader can watch what the lesson describes: a poll parks,
 // a message wakes it, the next poll leaves at once; a failure waits out its
 // back-off; one tab polls while the others listen. It only reads the
-// socket's onWire events, which the chat itself never needs.
+// socket's onWire events, which the chat itself never needs. The same events
+// are drawn above the list as a timeline (timeline-draw.js).
+import { showTimeline } from "./timeline-draw.js";
+import { cut } from "./shown.js";
 
 const maxLines = 200; // older lines are dropped, so an open tab cannot grow forever
 
@@ -11,6 +14,7 @@ const maxLines = 200; // older lines are dropped, so an open tab cannot grow for
 // and is rewritten when it ends; while a poll is parked, its line counts the
 // seconds.
 export function showWire(socket, list, role) {
+  showTimeline(socket, list);
   const open = new Map(); // "tab kind n" -> {li, ev}, for requests not yet ended
 
   socket.onWire((ev) => {
@@ -111,13 +115,13 @@ function what(ev, now) {
 function pollEnd(ev) {
   switch (ev.outcome) {
     case "answer":
-      return `200: ${ev.seqs.map((s, i) => `seq ${s} ${ev.events[i]}`).join(", ")}`;
+      return `200: ${ev.seqs.map((s, i) => `seq ${s} ${heard(ev.events[i])}`).join(", ")}`;
     case "empty":
       return "200: nothing (the server's poll timeout, or a newer poll took over)";
     case "cut":
       return `${ev.status}: a proxy cut the parked poll; ask again at once`;
     case "gone":
-      return `${ev.status}: the server forgot this id (${ev.why || "gone"}); connect anew`;
+      return `${ev.status}: the server forgot this id (${heard(ev.why) || "gone"}); connect anew`;
     case "busy":
       return `503: server busy or shutting down${ev.retryAfter === null ? "" : `, Retry-After ${ev.retryAfter} s`}`;
     case "malformed":
@@ -135,7 +139,16 @@ function failure(ev) {
   if (ev.outcome === "network") return "network error";
   if (ev.outcome === "hung") return "aborted: no answer";
   if (ev.outcome === "stopped") return "aborted: the page is going away";
-  return `${ev.status}${ev.why ? ` (${ev.why})` : ""}`;
+  return `${ev.status}${ev.why ? ` (${heard(ev.why)})` : ""}`;
+}
+
+// heard shows a string that came over the network (an event name, an
+// error's text) as a short piece of its own: cut to 64 characters and, if
+// it is not plain ASCII, isolated (U+2068 … U+2069), so a right-to-left
+// control in it cannot reorder the rest of the line.
+function heard(s) {
+  if (typeof s !== "string" || !s) return "";
+  return /^[\x20-\x7e]*$/.test(s) ? cut(s, 64) : `\u2068${cut(s, 64)}\u2069`;
 }
 
 function secs(ms) {

@@ -552,18 +552,21 @@ test("a follower's emit during the leader's reconnect waits for the new id", asy
   b.close();
 });
 
+// deepText is JSON for an array nested depth levels: from about 3,300 levels
+// Node's structured clone (a post to the other tabs) and String() run out of stack.
+const deepText = (depth) => "[".repeat(depth) + "0" + "]".repeat(depth);
+
 test("a handler that throws, or a post to the other tabs that throws, stops neither the loop nor the next message", async (t) => {
   const reported = [];
   const was = globalThis.reportError;
   globalThis.reportError = (err) => reported.push(err);
   t.after(() => (globalThis.reportError = was));
-  // A message this deep parses, but its structured clone for the other tabs throws.
-  const deep = "[".repeat(200000) + "0" + "]".repeat(200000);
   const clock = fakeClock();
   const server = fakeServer(clock, (req) => {
     if (req.path === "/connect") return { status: 200, body: { id: "x", pollTimeoutMs: 2000 } };
     if (req.after === "0") return messages({ seq: 1, event: "chat", data: "boom" });
-    if (req.after === "1") return { status: 200, body: `{"messages":[{"seq":2,"event":"deep","data":${deep}}]}` };
+    // 10,000 arrays deep: the message that stopped every Chromium chat tab.
+    if (req.after === "1") return { status: 200, body: `{"messages":[{"seq":2,"event":"chat","data":${deepText(10000)}}]}` };
     if (req.after === "2") return messages({ seq: 3, event: "chat", data: "next" });
     return "hang";
   });
@@ -573,11 +576,59 @@ test("a handler that throws, or a post to the other tabs that throws, stops neit
   socket.on("chat", (m) => {
     if (m === "boom") throw new Error("a handler's bug");
   });
-  socket.on("chat", (m) => chats.push(m));
+  socket.on("chat", (m) => String(m)); // runs out of stack on the deep one
+  socket.on("chat", (m) => chats.push(Array.isArray(m) ? "deep" : m));
   await until(() => socket.role === "leader", "the only tab leads");
   await clock.advance(1);
   await until(() => server.of("/poll").length === 4, "the loop polls on");
   assert.deepEqual(server.of("/poll").map((r) => r.after), ["0", "1", "2", "3"]);
-  assert.deepEqual(chats, ["boom", "next"], "the other handler hears every message");
-  assert.deepEqual(reported.map((e) => e.constructor.name), ["Error", "RangeError"], "each bug is reported, not lost");
+  assert.deepEqual(chats, ["boom", "deep", "next"], "the other handlers hear every message");
+  assert.deepEqual(
+    reported.map((e) => e.constructor.name),
+    ["Error", "RangeError", "RangeError"],
+    "each bug is reported, not lost: the handler's, the post's, String()'s",
+  );
+});
+
+test("an online count that cannot be posted does not keep the leader's state from a tab that joins later", async (t) => {
+  const was = globalThis.reportError;
+  globalThis.reportError = () => {};
+  t.after(() => (globalThis.reportError = was));
+  const clock = fakeClock();
+  let release = null; // answers the poll parked after the deep count
+  const server = fakeServer(clock, (req) => {
+    if (req.path === "/connect") return { status: 200, body: { id: "shared", pollTimeoutMs: 2000 } };
+    if (req.after === "0") return messages(online(1));
+    if (req.after === "1") return { status: 200, body: `{"messages":[{"seq":2,"event":"online","data":${deepText(10000)}}]}` };
+    if (req.after === "2") return new Promise((resolve) => (release = () => resolve(messages({ seq: 3, event: "chat", data: "later" }))));
+    return "hang";
+  });
+  const locks = fakeLocks();
+  const a = openTab(t, clock, server, locks);
+  await until(() => a.socket.role === "leader", "a leads");
+  await clock.advance(1);
+  await until(() => release !== null, "a heard the deep count and parked");
+  assert.equal(a.online.length, 2, "a's handlers heard both counts");
+  const b = openTab(t, clock, server, locks);
+  const statuses = [];
+  b.socket.onStatus((st) => statuses.push(st));
+  await until(() => statuses.at(-1) === "connected", "b hears the leader's state, and says connected");
+  assert.deepEqual(b.online, [1], "b is told the last count that was a count");
+  release();
+  await clock.advance(1);
+  await until(() => b.chats.length === 1, "b hears the next chat");
+});
+
+test("an emit whose data JSON cannot hold rejects, and the next emit goes out", async () => {
+  const c = start((req) => (req.path === "/connect" ? connected() : req.path === "/poll" ? "hang" : { status: 204 }));
+  const cyclic = {};
+  cyclic.self = cyclic;
+  for (const bad of [cyclic, 1n, JSON.parse(deepText(10000))]) {
+    let sent;
+    assert.doesNotThrow(() => (sent = c.socket.emit("chat", bad)));
+    await assert.rejects(sent, /circular|BigInt|call stack/);
+  }
+  await c.socket.emit("chat", "fine");
+  assert.deepEqual(c.server.of("/emit").map((r) => JSON.parse(r.body).data), ["fine"]);
+  c.socket.close();
 });
