@@ -23,7 +23,7 @@ import (
 // the mailbox size it needs.
 func benchConfig(clients, mailbox int) config {
 	return config{pollTimeout: time.Minute, clientTTL: time.Hour, presenceEvery: time.Hour,
-		maxClients: clients + 1, mailbox: mailbox, maxBatch: 1 << 20, writeTimeout: 10 * time.Second}
+		maxClients: clients + 1, mailbox: mailbox, maxBatch: 1 << 20, writeTimeout: 10 * time.Second, maxDepth: 32}
 }
 
 // benchHub starts a hub with n connected clients and returns their ids.
@@ -35,7 +35,7 @@ func benchHub(b *testing.B, cfg config, n int) (*hub, []string) {
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%032x", i)
-		if err := h.connect(ids[i]); err != nil {
+		if err := h.connect(ids[i], "127.0.0.1"); err != nil {
 			b.Fatal(err)
 		}
 	}

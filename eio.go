@@ -16,7 +16,6 @@ import (
 	"io"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -29,11 +28,10 @@ type eioConfig struct {
 
 // eio serves the socket.io polling transport for one hub.
 type eio struct {
-	hub         *hub
-	cfg         eioConfig
-	maxSessions int
-	open        atomic.Int64 // sessions open, at most maxSessions
-	sessions    sync.Map     // sid -> *session: written at handshake and close, read by every request
+	hub      *hub
+	cfg      eioConfig
+	seats    *seats   // sessions open, in all and by address (guard.go)
+	sessions sync.Map // sid -> *session: written at handshake and close, read by every request
 }
 
 // session is one Engine.IO session: one socket.io client. Its GET, its POST and its
@@ -41,6 +39,7 @@ type eio struct {
 // socket it carries (sio.go) has a mutex of its own.
 type session struct {
 	sid       string
+	addr      string // the client's address, whose seat the session holds
 	sock      socket
 	mu        sync.Mutex // guards the fields below; never held across a hub call
 	getOpen   bool
@@ -51,6 +50,8 @@ type session struct {
 	pinged    bool        // a ping is out and its pong has not come back
 	due       time.Time   // when the heartbeat is next due, so a stale timer firing is ignored
 	heartbeat *time.Timer // pings every pingInterval, closes the session pingTimeout after an unanswered ping
+	polled    bool        // a GET has come: the first-poll timer no longer closes it
+	firstGet  *time.Timer // closes a session with no GET within the hub's first-poll bound
 }
 
 // The packets the face writes itself; the leading 4 of socket.io ones is Engine.IO's "message".
@@ -66,9 +67,9 @@ var (
 // gone on both wires. maxPayload is -max-message, the limit of a JSON emit.
 func newEIO(h *hub, maxMessage int64) *eio {
 	return &eio{
-		hub:         h,
-		cfg:         eioConfig{pingInterval: h.cfg.pollTimeout, pingTimeout: h.cfg.clientTTL, maxPayload: maxMessage},
-		maxSessions: h.cfg.maxClients,
+		hub:   h,
+		cfg:   eioConfig{pingInterval: h.cfg.pollTimeout, pingTimeout: h.cfg.clientTTL, maxPayload: maxMessage},
+		seats: newSeats(h.cfg.maxClients, h.cfg.perAddress()),
 	}
 }
 
@@ -91,7 +92,7 @@ func (e *eio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			eioFail(w, http.StatusBadRequest, 2, "Bad handshake method: the handshake is a GET")
 			return
 		}
-		e.handshake(w)
+		e.handshake(w, clientAddr(r))
 		return
 	}
 	found, _ := e.sessions.Load(sid)
@@ -108,19 +109,23 @@ func (e *eio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handshake opens a session and starts its heartbeat. The session's socket connects
-// to the hub only when the client connects to namespace "/" (sio.go).
-func (e *eio) handshake(w http.ResponseWriter) {
-	if e.open.Add(1) > int64(e.maxSessions) {
-		e.open.Add(-1)
+// handshake opens a session for a client at addr, if the face and its address have
+// a seat, and starts its heartbeat. A session that sends no GET within the hub's
+// first-poll bound is closed, as a JSON client that never polls is expired. The
+// session's socket connects to the hub only when the client connects to namespace
+// "/" (sio.go).
+func (e *eio) handshake(w http.ResponseWriter, addr string) {
+	if err := e.seats.take(addr); err != nil {
 		w.Header().Set("Retry-After", retryAfter)
-		eioFail(w, http.StatusServiceUnavailable, 3, errFull.Error())
+		eioFail(w, refusedStatus(err), 3, err.Error())
 		return
 	}
-	s := &session{sid: newID()}
+	s := &session{sid: newID(), addr: addr}
+	s.sock.addr = addr
 	s.mu.Lock()
 	s.due = time.Now().Add(e.cfg.pingInterval)
 	s.heartbeat = time.AfterFunc(e.cfg.pingInterval, func() { e.beat(s) })
+	s.firstGet = time.AfterFunc(e.hub.cfg.firstPollWithin(), func() { e.unlessPolled(s) })
 	s.mu.Unlock()
 	e.sessions.Store(s.sid, s)
 	open, _ := json.Marshal(struct {
@@ -167,11 +172,22 @@ func (e *eio) claim(w http.ResponseWriter, s *session, open *bool, what string) 
 	s.mu.Lock()
 	already := *open
 	*open = true
+	s.polled = s.polled || open == &s.getOpen
 	s.mu.Unlock()
 	if already {
 		e.refuse(w, s, http.StatusBadRequest, errors.New("Bad request: a second "+what+" while one is open"))
 	}
 	return !already
+}
+
+// unlessPolled is the first-poll timer: it closes a session that has had no GET.
+func (e *eio) unlessPolled(s *session) {
+	s.mu.Lock()
+	polled := s.polled
+	s.mu.Unlock()
+	if !polled {
+		e.close(s, pktClose)
+	}
 }
 
 // unclaim marks the GET or POST that claim opened as done.
@@ -419,9 +435,10 @@ func (e *eio) close(s *session, last []byte) {
 	s.queueLocked(last)
 	s.closed = true
 	s.heartbeat.Stop()
+	s.firstGet.Stop()
 	s.mu.Unlock()
 	e.sessions.Delete(s.sid)
-	e.open.Add(-1)
+	e.seats.give(s.addr)
 	if hubID := s.sock.end(); hubID != "" {
 		e.hub.disconnect(hubID)
 	}

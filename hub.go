@@ -17,9 +17,12 @@ type config struct {
 	clientTTL     time.Duration // a client with no parked poll for this long is expired
 	presenceEvery time.Duration // the online count goes out at most this often
 	maxClients    int           // connects beyond this are refused
+	maxPerAddress int           // clients one address may hold (clientAddr); 0 is maxClients
+	firstPoll     time.Duration // a client that has not polled this long after connecting is expired; 0 is clientTTL
 	mailbox       int           // more unacknowledged messages than this evicts the client
 	maxBatch      int           // bytes of messages one answer carries (at least one message)
 	writeTimeout  time.Duration // how long writing one answer may take, from when it starts
+	maxDepth      int           // how deeply a message's data may nest arrays and objects
 }
 
 // message is one event, encoded to JSON once and shared by every mailbox it sits in.
@@ -60,6 +63,8 @@ type client struct {
 	sent     uint64       // the highest seq ever handed to a poll; `after` may not pass it
 	parked   *pollRequest // the poll waiting for news, if any
 	lastSeen time.Time    // when the client last had a poll parked or answered
+	polled   bool         // it has polled at least once: cfg.firstPoll no longer applies
+	addr     string       // where it connected from, for its address's share (clientAddr)
 }
 
 // last is the highest seq this client has been given.
@@ -107,8 +112,8 @@ func newHub(cfg config) *hub {
 // and stops when stop is closed.
 func (h *hub) run() {
 	defer close(h.done)
-	s := &state{cfg: h.cfg, clients: map[string]*client{}, gone: newGraveyard(h.cfg.maxClients), presence: newPresence()}
-	sweep := time.NewTicker(max(h.cfg.clientTTL/4, time.Millisecond)) // expiry is checked 4 times per TTL
+	s := &state{cfg: h.cfg, clients: map[string]*client{}, byAddr: map[string]int{}, gone: newGraveyard(h.cfg.maxClients), presence: newPresence()}
+	sweep := time.NewTicker(max(h.cfg.firstPollWithin()/4, time.Millisecond)) // expiry is checked 4 times per bound
 	defer sweep.Stop()
 	presence := time.NewTicker(h.cfg.presenceEvery)
 	defer presence.Stop()
@@ -116,7 +121,7 @@ func (h *hub) run() {
 	for {
 		select {
 		case req := <-h.connects:
-			req.reply <- s.connect(req.id) // lifetimes.go
+			req.reply <- s.connect(req) // lifetimes.go
 		case req := <-h.polls:
 			s.poll(req)
 		case req := <-h.unparks:
@@ -186,6 +191,7 @@ func (h *hub) emit(from string, msg *message) error {
 type state struct {
 	cfg      config
 	clients  map[string]*client // by id
+	byAddr   map[string]int     // how many clients each address holds (lifetimes.go)
 	gone     *graveyard         // why recent ids left, for clear 410s (lifetimes.go)
 	presence *presence          // who was told which online count (presence.go)
 }
@@ -199,6 +205,7 @@ func (s *state) poll(req *pollRequest) {
 		req.reply <- batch{err: s.gone.why(req.id)}
 		return
 	}
+	c.polled = true
 	if req.after > c.sent { // acknowledging what no poll was given would skip it unseen
 		req.reply <- batch{err: cursorError{req.after, c.sent}}
 		return

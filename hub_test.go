@@ -22,6 +22,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -29,7 +30,7 @@ import (
 // testConfig is short enough for quick tests and long enough for -race on 2 cores.
 func testConfig() config {
 	return config{pollTimeout: 2 * time.Second, clientTTL: 2 * time.Second, presenceEvery: 20 * time.Millisecond,
-		maxClients: 100, mailbox: 64, maxBatch: 1 << 20, writeTimeout: 5 * time.Second}
+		maxClients: 100, mailbox: 64, maxBatch: 1 << 20, writeTimeout: 5 * time.Second, maxDepth: 32}
 }
 
 const testMaxMessage = 1024
@@ -77,7 +78,7 @@ func serveOn(t *testing.T, cfg config) (ts *testServer, addr string, stop func()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln, h, testMaxMessage, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- serve(ctx, ln, h, testMaxMessage, nil, slog.New(slog.DiscardHandler)) }()
 	return &testServer{"http://" + ln.Addr().String(), &http.Client{}, h}, ln.Addr().String(), cancel, done
 }
 
@@ -300,9 +301,18 @@ func TestGoneIDsSayWhy(t *testing.T) {
 			name:   "expired",
 			config: func(c *config) { c.clientTTL = 50 * time.Millisecond },
 			goAway: func(t *testing.T, ts *testServer, id string) {
+				ts.poll(t, id, 0) // the count waits there, so this answers at once
 				require.Eventually(t, func() bool { return !ts.isConnected(id) }, 2*time.Second, 10*time.Millisecond)
 			},
 			contains: "expired: no poll for more than 50ms",
+		},
+		{
+			name:   "never polled",
+			config: func(c *config) { c.firstPoll = 50 * time.Millisecond },
+			goAway: func(t *testing.T, ts *testServer, id string) {
+				require.Eventually(t, func() bool { return !ts.isConnected(id) }, 2*time.Second, 10*time.Millisecond)
+			},
+			contains: "expired: no first poll within 50ms of connecting",
 		},
 		{
 			name:   "evicted",
@@ -566,7 +576,7 @@ func TestTimeoutRacingADeliveryLosesNothing(t *testing.T) {
 	h := newHub(testConfig())
 	go h.run()
 	defer h.stopHub()
-	require.NoError(t, h.connect("a")) // seq 1: the online count
+	require.NoError(t, h.connect("a", "127.0.0.1")) // seq 1: the online count
 	first := &pollRequest{id: "a", after: 0, reply: make(chan batch, 1)}
 	h.polls <- first
 	require.Len(t, (<-first.reply).msgs, 1)
@@ -893,6 +903,12 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"no clients", []string{"-max-clients", "0"}},
 		{"no mailbox", []string{"-mailbox", "0"}},
 		{"no message", []string{"-max-message", "0"}},
+		{"no depth", []string{"-max-depth", "0"}},
+		{"deeper than readers take", []string{"-max-depth", "501"}},
+		{"no share", []string{"-max-per-address", "0"}},
+		{"no first poll", []string{"-first-poll", "0s"}},
+		{"negative cap", []string{"-max-conns", "-1"}},
+		{"a cap over the descriptor limit", []string{"-max-conns", "2000000000"}},
 		{"unknown flag", []string{"-nope"}},
 		{"bad address", []string{"-addr", "127.0.0.1:99999"}},
 	}
@@ -934,7 +950,7 @@ func FuzzDecodeEmit(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		msg, err := decodeEmit(body)
+		msg, err := decodeEmit(body, 32)
 		if err != nil {
 			require.Nil(t, msg)
 			return
@@ -944,9 +960,11 @@ func FuzzDecodeEmit(f *testing.F) {
 			Data  json.RawMessage `json:"data"`
 		}
 		wire := append(append([]byte("{"), msg.body...), '}')
+		require.True(t, utf8.Valid(wire), "%q", wire)
 		require.True(t, json.Valid(wire), "%s", wire)
 		require.NoError(t, json.Unmarshal(wire, &got))
 		require.NoError(t, checkEvent(got.Event))
-		require.True(t, json.Valid(got.Data))
+		var strict any // what a strict Go reader of a poll answer does with it
+		require.NoError(t, json.Unmarshal(got.Data, &strict))
 	})
 }

@@ -13,15 +13,42 @@ import (
 // errFull refuses a connect beyond cfg.maxClients; poll.go turns it into a 503.
 var errFull = errors.New("server full: too many clients connected")
 
-// connectRequest asks the hub to open a mailbox for a fresh id.
+// shareError refuses a connect from an address that holds its share of the clients
+// already (cfg.maxPerAddress), so that no single source takes the server; poll.go
+// turns it into a 429.
+type shareError struct{ limit int }
+
+func (e shareError) Error() string {
+	return fmt.Sprintf("too many clients from your address (%d, -max-per-address): close some, or come back later", e.limit)
+}
+
+// perAddress is how many clients one address may hold.
+func (c config) perAddress() int {
+	if c.maxPerAddress <= 0 {
+		return c.maxClients
+	}
+	return min(c.maxPerAddress, c.maxClients)
+}
+
+// firstPollWithin is how soon after connecting a client must poll: a connect that
+// never polls gives its slot back then, not a whole TTL later.
+func (c config) firstPollWithin() time.Duration {
+	if c.firstPoll <= 0 {
+		return c.clientTTL
+	}
+	return min(c.firstPoll, c.clientTTL)
+}
+
+// connectRequest asks the hub to open a mailbox for a fresh id, for a client at addr.
 type connectRequest struct {
 	id    string
+	addr  string
 	reply chan error
 }
 
-// connect opens a mailbox for id.
-func (h *hub) connect(id string) error {
-	req := connectRequest{id: id, reply: make(chan error, 1)}
+// connect opens a mailbox for id, counted against addr's share.
+func (h *hub) connect(id, addr string) error {
+	req := connectRequest{id: id, addr: addr, reply: make(chan error, 1)}
 	select {
 	case h.connects <- req:
 		return <-req.reply
@@ -38,13 +65,18 @@ func (h *hub) disconnect(id string) {
 	}
 }
 
-// connect opens a mailbox for a new client; presence puts the online count in it.
-func (s *state) connect(id string) error {
+// connect opens a mailbox for a new client, if the server and its address have room;
+// presence puts the online count in it.
+func (s *state) connect(req connectRequest) error {
 	if len(s.clients) >= s.cfg.maxClients {
 		return errFull
 	}
-	c := &client{lastSeen: time.Now()}
-	s.clients[id] = c
+	if s.byAddr[req.addr] >= s.cfg.perAddress() {
+		return shareError{s.cfg.perAddress()}
+	}
+	c := &client{lastSeen: time.Now(), addr: req.addr}
+	s.clients[req.id] = c
+	s.byAddr[req.addr]++
 	s.arrived(c)
 	return nil
 }
@@ -61,11 +93,16 @@ func (s *state) disconnect(id string) {
 	}
 }
 
-// expire removes clients that have had no parked poll for longer than the TTL:
-// tabs that closed without a goodbye.
+// expire removes clients that have had no parked poll for longer than the TTL (tabs
+// that closed without a goodbye), and sooner those that never polled since connecting.
 func (s *state) expire(now time.Time) {
 	for id, c := range s.clients {
-		if c.parked == nil && now.Sub(c.lastSeen) > s.cfg.clientTTL {
+		idle := now.Sub(c.lastSeen)
+		switch {
+		case c.parked != nil:
+		case !c.polled && idle > s.cfg.firstPollWithin():
+			s.drop(id, fmt.Sprintf("expired: no first poll within %s of connecting", s.cfg.firstPollWithin()))
+		case idle > s.cfg.clientTTL:
 			s.drop(id, fmt.Sprintf("expired: no poll for more than %s", s.cfg.clientTTL))
 		}
 	}
@@ -87,6 +124,9 @@ func (s *state) drop(id, why string) {
 		c.parked.reply <- batch{err: goneError{why}}
 	}
 	delete(s.clients, id)
+	if s.byAddr[c.addr]--; s.byAddr[c.addr] == 0 {
+		delete(s.byAddr, c.addr)
+	}
 	s.departed(c)
 	s.gone.bury(id, why)
 }

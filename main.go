@@ -50,9 +50,12 @@ func defaultConfig() config {
 		clientTTL:     45 * time.Second, // see pageHangGrace
 		presenceEvery: time.Second,
 		maxClients:    10000,
+		maxPerAddress: 1000,             // a school behind one NAT address fits; 10 addresses to fill the server
+		firstPoll:     10 * time.Second, // the page polls as soon as /connect answers
 		mailbox:       1024,
 		maxBatch:      65536,
 		writeTimeout:  10 * time.Second,
+		maxDepth:      32, // a chat needs 2 or 3; see maxDepthCeiling for the readers' own limits
 	}
 }
 
@@ -66,43 +69,84 @@ const (
 	pageFirstBackoff = 500 * time.Millisecond
 )
 
+// options are what the flags set.
+type options struct {
+	cfg        config
+	addr       string
+	maxMessage int64
+	maxConns   int      // 0: derived from the descriptor limit (connLimit)
+	allowHosts hostList // more hosts to answer besides loopback names (guard.go)
+}
+
 // run serves until ctx is done (SIGINT or SIGTERM), then shuts down cleanly.
 // Tests call it directly with their own context and log writer.
 func run(ctx context.Context, args []string, logTo io.Writer) error {
-	cfg := defaultConfig()
+	o, err := parseFlags(args, logTo)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(logTo, nil))
+	maxConns, limit, err := connLimit(o.maxConns)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	hosts := checkHosts(ln.Addr(), o.allowHosts)
+	log.Info("serving chat; open this URL in two tabs", "url", openURL(o.addr, ln.Addr()),
+		"host-check", hosts != nil, "fd-limit", limit, "max-conns", maxConns)
+	return serve(ctx, newConnCap(ln, maxConns), newHub(o.cfg), o.maxMessage, hosts, log)
+}
+
+// parseFlags reads the flags over the defaults and checks them.
+func parseFlags(args []string, logTo io.Writer) (options, error) {
+	o := options{cfg: defaultConfig()}
+	cfg := &o.cfg
 	flags := flag.NewFlagSet(filepath.Base(os.Args[0]), flag.ContinueOnError) // not go run's build-cache path
 	flags.SetOutput(logTo)
-	addr := flags.String("addr", "localhost:8080", "`host:port` to listen on; port 0 picks a free one")
+	flags.StringVar(&o.addr, "addr", "localhost:8080", "`host:port` to listen on; port 0 picks a free one")
 	flags.DurationVar(&cfg.pollTimeout, "poll-timeout", cfg.pollTimeout, "how long a poll may wait for news before it answers empty")
 	flags.DurationVar(&cfg.clientTTL, "client-ttl", cfg.clientTTL, "a client with no poll waiting for this long is expired")
 	flags.DurationVar(&cfg.presenceEvery, "presence-every", cfg.presenceEvery, "the online count goes to everybody at most this often, when it changed")
 	flags.IntVar(&cfg.maxClients, "max-clients", cfg.maxClients, "connected clients at most; more get 503")
+	flags.IntVar(&cfg.maxPerAddress, "max-per-address", cfg.maxPerAddress, "connected clients one address may hold (at most -max-clients); more get 429")
+	flags.DurationVar(&cfg.firstPoll, "first-poll", cfg.firstPoll, "a client that has not polled this long after connecting is expired (at most -client-ttl)")
 	flags.IntVar(&cfg.mailbox, "mailbox", cfg.mailbox, "unacknowledged messages a client may have before it is evicted")
 	flags.IntVar(&cfg.maxBatch, "max-batch", cfg.maxBatch, "bytes of messages one poll answer carries at most (always at least one message)")
-	maxMessage := flags.Int64("max-message", 65536, "bytes of request body an emit may carry")
+	flags.Int64Var(&o.maxMessage, "max-message", 65536, "bytes of request body an emit may carry")
+	flags.IntVar(&cfg.maxDepth, "max-depth", cfg.maxDepth, "how deeply a message's data may nest arrays and objects; deeper gets 400")
+	flags.IntVar(&o.maxConns, "max-conns", 0, "connections open at once; more wait (0: the descriptor limit less "+strconv.Itoa(spareFDs)+")")
+	flags.Var(&o.allowHosts, "allow-host", "a `host` to answer besides loopback names, when listening on loopback; repeat it or list them with commas")
 	if err := flags.Parse(args); err != nil {
-		return err
+		return o, err
 	}
-	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.presenceEvery <= 0 || cfg.maxClients < 1 || cfg.mailbox < 1 || cfg.maxBatch < 1 || *maxMessage < 1 {
-		return errors.New("-poll-timeout, -client-ttl and -presence-every must be positive; -max-clients, -mailbox, -max-batch and -max-message at least 1")
-	}
-	log := slog.New(slog.NewTextHandler(logTo, nil))
+	return o, o.check()
+}
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
+// check says which flag is out of range, if any.
+func (o options) check() error {
+	c := o.cfg
+	if c.pollTimeout <= 0 || c.clientTTL <= 0 || c.presenceEvery <= 0 || c.firstPoll <= 0 || c.maxClients < 1 || c.maxPerAddress < 1 || c.mailbox < 1 || c.maxBatch < 1 || o.maxMessage < 1 || o.maxConns < 0 {
+		return errors.New("-poll-timeout, -client-ttl, -first-poll and -presence-every must be positive; -max-clients, -max-per-address, -mailbox, -max-batch and -max-message at least 1; -max-conns at least 0")
 	}
-	log.Info("serving chat; open this URL in two tabs", "url", openURL(*addr, ln.Addr()))
-	return serve(ctx, ln, newHub(cfg), *maxMessage, log)
+	if c.maxDepth < 1 || c.maxDepth > maxDepthCeiling {
+		return fmt.Errorf("-max-depth must be 1 to %d: deeper, some JSON readers fail on the poll answer", maxDepthCeiling)
+	}
+	return nil
 }
 
 // serve runs the hub and the HTTP server on ln until ctx is done, then shuts both down.
-func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, log *slog.Logger) error {
+// hosts, when not nil, is the Host check (guard.go); a cross-origin POST is always
+// refused. If ln is a connCap, the server tells it which connections are idle.
+func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, hosts *hostCheck, log *slog.Logger) error {
 	go h.run()
 	files, _ := fs.Sub(static, "static") // cannot fail: the folder is embedded
 	polls := &answering{}
 	srv := &http.Server{
-		Handler:           polls.count(routes(h, maxMessage, files)),
+		Handler:           hosts.wrap(sameOrigin(polls.count(routes(h, maxMessage, files)))),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second, // bodies; a parked GET is not reading, so it is not cut
 		// No WriteTimeout: it would start when the request is read, so a poll's time
@@ -110,6 +154,9 @@ func serve(ctx context.Context, ln net.Listener, h *hub, maxMessage int64, log *
 		// from when it starts instead (startAnswer).
 		IdleTimeout: 60 * time.Second,
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if c, ok := ln.(*connCap); ok {
+		srv.ConnState = c.track
 	}
 	// Shutdown waits for requests to finish, and parked polls would wait out their
 	// timeout: stopping the hub answers them all at once, with 503 and Retry-After.

@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // api is the HTTP face of one hub.
@@ -90,7 +89,7 @@ func (a *api) start(w http.ResponseWriter) { startAnswer(w, a.hub.cfg.writeTimeo
 func (a *api) connect(w http.ResponseWriter, r *http.Request) {
 	a.start(w)
 	id := newID()
-	if err := a.hub.connect(id); err != nil {
+	if err := a.hub.connect(id, clientAddr(r)); err != nil {
 		failHub(w, err)
 		return
 	}
@@ -180,7 +179,7 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 		fail(w, status, err.Error())
 		return
 	}
-	msg, err := decodeEmit(body)
+	msg, err := decodeEmit(body, a.hub.cfg.maxDepth)
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
@@ -227,19 +226,16 @@ func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {
 // reserved are the events only the server sends, so no client can fake them.
 var reserved = map[string]bool{"online": true}
 
-// decodeEmit reads {"event":"E","data":D} strictly: valid UTF-8 (RFC 8259, section
-// 8.1), one JSON object whose keys are exactly "event" and "data", each at most once
-// (data may be left out), and a valid event name. It encodes the message for the
+// decodeEmit reads {"event":"E","data":D} strictly: one JSON object whose keys are
+// exactly "event" and "data", each at most once (data may be left out), a valid event
+// name, and data every reader can take (checkData). It encodes the message for the
 // mailboxes right away, so the hub goroutine does no JSON work.
-func decodeEmit(body []byte) (*message, error) {
-	if !utf8.Valid(body) {
-		return nil, errors.New("malformed JSON body: not valid UTF-8")
-	}
+func decodeEmit(body []byte, maxDepth int) (*message, error) {
 	event, data, err := emitFields(body)
 	if err != nil {
 		return nil, err
 	}
-	return newMessage(event, data)
+	return newMessage(event, data, maxDepth)
 }
 
 // emitFields reads the object key by key: encoding/json alone would match keys
@@ -279,10 +275,13 @@ func emitFields(body []byte) (event string, data json.RawMessage, err error) {
 	return event, data, nil
 }
 
-// newMessage checks an event name and encodes the message once for every mailbox;
-// data left out is null. Both faces build their messages here.
-func newMessage(event string, data json.RawMessage) (*message, error) {
+// newMessage checks an event name and the data (bounds.go), and encodes the message
+// once for every mailbox; data left out is null. Both faces build their messages here.
+func newMessage(event string, data json.RawMessage, maxDepth int) (*message, error) {
 	if err := checkEvent(event); err != nil {
+		return nil, err
+	}
+	if err := checkData(data, maxDepth); err != nil {
 		return nil, err
 	}
 	if data == nil {
@@ -327,6 +326,16 @@ func startAnswer(w http.ResponseWriter, timeout time.Duration) {
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout))
 }
 
+// refusedStatus is the status of a refused connect: 429 when the client's address
+// holds its share (its own doing), 503 when the server is full or stopping.
+func refusedStatus(err error) int {
+	var share shareError
+	if errors.As(err, &share) {
+		return http.StatusTooManyRequests
+	}
+	return http.StatusServiceUnavailable
+}
+
 // failHub maps the hub's errors to statuses.
 func failHub(w http.ResponseWriter, err error) {
 	var gone goneError
@@ -336,9 +345,9 @@ func failHub(w http.ResponseWriter, err error) {
 		fail(w, http.StatusGone, err.Error())
 	case errors.As(err, &cursor):
 		fail(w, http.StatusBadRequest, err.Error())
-	default: // errFull, errStopped: come back later, and not all at once
+	default: // errFull, errStopped, shareError: come back later, and not all at once
 		w.Header().Set("Retry-After", retryAfter)
-		fail(w, http.StatusServiceUnavailable, err.Error())
+		fail(w, refusedStatus(err), err.Error())
 	}
 }
 

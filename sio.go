@@ -17,6 +17,7 @@ import (
 // its cursor. The session's GET and POST both reach it, so it has its own mutex.
 type socket struct {
 	mu     sync.Mutex
+	addr   string // the session's client address (clientAddr), set before the session is shared
 	hubID  string // the hub client; "" until the client connects to "/"
 	cursor uint64 // the highest seq written to the session; its next GET acknowledges it
 	ended  bool   // the session has closed: the socket may not connect again
@@ -125,7 +126,7 @@ func (k *socket) connect(h *hub, pk sioPacket) ([]byte, error) {
 		return nil, errors.New("malformed CONNECT: its payload must be a JSON object")
 	}
 	id := newID()
-	if err := h.connect(id); err != nil {
+	if err := h.connect(id, k.addr); err != nil {
 		why, _ := json.Marshal(err.Error())
 		return fmt.Appendf(nil, `44{"message":%s}`, why), nil
 	}
@@ -157,7 +158,7 @@ func (k *socket) disconnect(h *hub) {
 // with an ack id is acknowledged once every mailbox has it, as /emit answers 204; one
 // the server refuses is dropped, and its ack, if asked for, says why.
 func (k *socket) emit(h *hub, pk sioPacket, hubID string) ([]byte, error) {
-	msg, refused, err := decodeEvent(pk.data)
+	msg, refused, err := decodeEvent(pk.data, h.cfg.maxDepth)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +181,7 @@ func (k *socket) emit(h *hub, pk sioPacket, hubID string) ([]byte, error) {
 
 // decodeEvent reads an EVENT's ["E",D] into a message. A malformed array is an error
 // (it closes the session); an event the server refuses comes back as refused.
-func decodeEvent(data []byte) (msg *message, refused, err error) {
+func decodeEvent(data []byte, maxDepth int) (msg *message, refused, err error) {
 	var args []json.RawMessage
 	if err := json.Unmarshal(data, &args); err != nil || len(args) == 0 {
 		return nil, nil, errors.New("malformed EVENT: its payload must be a non-empty JSON array")
@@ -193,7 +194,7 @@ func decodeEvent(data []byte) (msg *message, refused, err error) {
 	if len(args) == 2 {
 		value = args[1]
 	}
-	msg, refused = newMessage(name, value)
+	msg, refused = newMessage(name, value, maxDepth)
 	if refused == nil && len(args) > 2 {
 		refused = errors.New("an event here carries one data value, not several")
 	}

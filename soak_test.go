@@ -53,7 +53,7 @@ func TestSoak(t *testing.T) {
 	// 2-core machine shared with other work, a burst of a few hundred re-polls can take
 	// seconds to drain.
 	cfg := config{pollTimeout: 2 * time.Second, clientTTL: 5 * time.Second, presenceEvery: 100 * time.Millisecond,
-		maxClients: 1000, mailbox: 1024, maxBatch: 4096, writeTimeout: 5 * time.Second}
+		maxClients: 1000, mailbox: 1024, maxBatch: 4096, writeTimeout: 5 * time.Second, maxDepth: 32}
 
 	runtime.GC()
 	goroutinesBefore := runtime.NumGoroutine()

@@ -56,7 +56,7 @@ type config struct {
 	concurrency     int           // connects, first polls and goodbyes in flight
 	arrival         arrivalRate   // new clients a second (0: as fast as the tool goes)
 	server          string        // restart: the server's command line
-	sources         int           // source addresses 127.0.0.1..N (0: one per 10,000 clients)
+	sources         int           // source addresses 127.0.0.1..N (0: one per 1,000 clients, the server's default -max-per-address)
 	separateConnect bool          // connect on another connection than the polls
 	compare         bool          // fanout, flood: also run baseline and print the ratio
 	every           time.Duration // fanout, flood: print server rss this often (0: never)
@@ -90,7 +90,7 @@ func main() {
 	flag.IntVar(&cfg.concurrency, "concurrency", 100, "clients between their connect and their first poll, and goodbyes, in flight")
 	flag.Var(&cfg.arrival, "arrival", "new clients a second, as `N/s` or N; each connects and polls at once (0: as fast as -concurrency allows)")
 	flag.StringVar(&cfg.server, "server", "", "restart: the server's command line, split on spaces, with a fixed 127.0.0.x -addr")
-	flag.IntVar(&cfg.sources, "sources", 0, "spread connections over source addresses 127.0.0.1..N (0: one per 10000 clients)")
+	flag.IntVar(&cfg.sources, "sources", 0, "spread connections over source addresses 127.0.0.1..N (0: one per 1000 clients, the server's -max-per-address)")
 	flag.BoolVar(&cfg.separateConnect, "separate-connect", false, "connect on a shared connection, so poll connections only ever park GETs")
 	flag.BoolVar(&cfg.compare, "compare", false, "fanout, flood: then run baseline with the same -n and -duration and print the ratio")
 	flag.DurationVar(&cfg.every, "every", 0, "fanout, flood: print the server's rss this often")
@@ -120,7 +120,7 @@ func runMode(cfg config) int {
 		cfg.n = defaultN[cfg.mode]
 	}
 	if cfg.sources <= 0 {
-		cfg.sources = 1 + (cfg.n-1)/10000
+		cfg.sources = 1 + (cfg.n-1)/1000 // the server's default -max-per-address
 	}
 	cfg.concurrency = max(cfg.concurrency, 1)
 	var serverArgs []string
