@@ -59,6 +59,9 @@ func (a *api) page(files fs.FS) http.HandlerFunc {
 			fail(w, http.StatusNotFound, "no such page: "+r.URL.Path)
 			return
 		}
+		// The files are small, and a range past a file's end would get FileServer's
+		// text/plain 416: every file is sent whole.
+		r.Header.Del("Range")
 		serveFile.ServeHTTP(w, r)
 	}
 }
