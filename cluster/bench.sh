@@ -8,6 +8,7 @@
 #
 #   cluster/bench.sh                  # 50 clients, 100 messages/s for 20 s: 2,000 messages
 #   N=50 RATE=100 DURATION=20s cluster/bench.sh
+#   NODE_PROCS=1 cluster/bench.sh     # each node with GOMAXPROCS=1: three nodes share two cores here
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 trap stop_all EXIT

@@ -41,7 +41,8 @@ start_redis() {
 start_node() {
   local port=$1 rport=$2
   shift 2
-  "$DIR/node" -addr "127.0.0.1:$port" -node "node-$port" -redis "127.0.0.1:$rport" \
+  # NODE_PROCS sets each node's GOMAXPROCS (0, the default, leaves Go's own choice).
+  GOMAXPROCS=${NODE_PROCS:-0} "$DIR/node" -addr "127.0.0.1:$port" -node "node-$port" -redis "127.0.0.1:$rport" \
     -static "$HERE/../static" "$@" 2>>"$DIR/node-$port.log" &
   PIDS+=($!)
   NODE_PIDS+=($!)
