@@ -103,14 +103,14 @@ func pollOutcome(err error, status int, wellFormed bool, open time.Duration) out
 }
 
 // connectOutcome classifies a POST /connect's answer: only a 200 with an id is
-// a success; a 503 waits what Retry-After says, anything else backs off.
+// a success; a 503 or a 429 (this address holds its share) waits what Retry-After says, anything else backs off.
 func connectOutcome(err error, status int, hasID bool) outcome {
 	switch {
 	case err != nil:
 		return failed
 	case status == http.StatusOK && hasID:
 		return connected
-	case status == http.StatusServiceUnavailable:
+	case status == http.StatusServiceUnavailable, status == http.StatusTooManyRequests:
 		return busy
 	}
 	return failed

@@ -148,12 +148,20 @@ type backoffCases struct {
 		ParkedMs   int64
 		Exit       string
 	}
+	Connects []struct {
+		Name   string
+		Error  *string
+		Status int
+		HasID  bool `json:"hasId"`
+		Exit   string
+	}
 }
 
 // outcomes maps client.js's exit names to ours: every failure is failed.
 var outcomes = map[string]outcome{
 	"answer": answered, "cut": proxyCut, "gone": lost, "busy": busy,
 	"network": failed, "hung": failed, "http": failed, "malformed": failed, "connect failed": failed,
+	"connected": connected,
 }
 
 func readBackoffCases(t *testing.T) backoffCases {
@@ -165,6 +173,7 @@ func readBackoffCases(t *testing.T) backoffCases {
 	require.NotEmpty(t, c.Backoff)
 	require.NotEmpty(t, c.Waits)
 	require.NotEmpty(t, c.Exits)
+	require.NotEmpty(t, c.Connects)
 	return c
 }
 
@@ -193,5 +202,14 @@ func TestSharedBackoffCases(t *testing.T) {
 		}
 		open := time.Duration(tt.ParkedMs) * time.Millisecond
 		require.Equal(t, outcomes[tt.Exit], pollOutcome(err, tt.Status, tt.WellFormed, open), tt.Name)
+	}
+	for _, tt := range c.Connects {
+		var err error
+		if tt.Error != nil {
+			err = errors.New(*tt.Error)
+		}
+		o, ok := outcomes[tt.Exit]
+		require.True(t, ok, "%s: unknown exit %q", tt.Name, tt.Exit)
+		require.Equal(t, o, connectOutcome(err, tt.Status, tt.HasID), tt.Name)
 	}
 }

@@ -48,6 +48,15 @@ export function pollExit({ error, status, ms }, wellFormed) {
   return "http";
 }
 
+// connectExit names how a /connect ended: connected, busy (503, or 429 when
+// this address holds its share: both say when to come back), or connect failed.
+export function connectExit({ error, status }, hasId) {
+  if (error) return "connect failed";
+  if (status === 200 && hasId) return "connected";
+  if (status === 503 || status === 429) return "busy";
+  return "connect failed";
+}
+
 // seconds reads a Retry-After in seconds; the HTTP-date form, which this
 // server never sends, counts as missing.
 export function seconds(header) {

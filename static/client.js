@@ -11,7 +11,7 @@
 // Read later: the back-off rules (backoff.js), the state the pieces share
 // (session.js), tab sharing (tabs.js), the page's comings and goings
 // (page.js), emits (emit.js), wire events (wirelog.js).
-import { rules, retryWait, pollExit, seconds } from "./backoff.js";
+import { rules, retryWait, pollExit, connectExit, seconds } from "./backoff.js";
 import { openSession, parse, errorText } from "./session.js";
 import { takePart } from "./tabs.js";
 import { watchPage } from "./page.js";
@@ -53,9 +53,9 @@ async function pollLoop(s, mine, goneAt = 0) {
     if (!s.id) {
       const got = await connectOnce(s);
       if (mine !== s.run) return;
-      if (!got) {
+      if (got.exit !== "connected") { // a 503 or 429 says when to come back; else back off
         fail();
-        await backOff("connect failed");
+        await backOff(got.exit, got.exit === "busy" ? "retry-after" : got.exit, got.retryAfter);
         continue;
       }
       if (lostId && !told) {
@@ -93,20 +93,23 @@ async function pollLoop(s, mine, goneAt = 0) {
 }
 
 // connectOnce asks for a fresh client id, and learns the server's poll timeout.
+// It says how the connect ended (backoff.js's connectExit) and any Retry-After.
 async function connectOnce(s) {
   const end = s.wire.begin("connect");
   const r = await s.ask("/connect", { method: "POST" });
   const body = r.status === 200 ? parse(r.text) : undefined;
-  if (typeof body?.id !== "string" || !body.id) {
-    end({ outcome: r.error ?? "http", status: r.status });
-    return false;
+  const exit = connectExit(r, typeof body?.id === "string" && body.id !== "");
+  if (exit !== "connected") {
+    const retryAfter = exit === "busy" ? r.headers.get("Retry-After") : null;
+    end({ outcome: r.error ?? "http", status: r.status, ...(exit === "busy" ? { retryAfter: seconds(retryAfter) } : {}) });
+    return { exit, retryAfter };
   }
   // A server from before pollTimeoutMs does not say it: assume the default.
   const said = Number.isFinite(body.pollTimeoutMs) && body.pollTimeoutMs > 0;
   s.pollTimeoutMs = said ? body.pollTimeoutMs : rules.pollTimeoutMs;
   s.setId(body.id);
   end({ outcome: "ok", status: 200, id: body.id, pollTimeoutMs: s.pollTimeoutMs, said });
-  return true;
+  return { exit };
 }
 
 // pollOnce asks for everything after our cursor and says how the wait

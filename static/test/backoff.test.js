@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { backoff, retryWait, pollExit } from "../backoff.js";
+import { backoff, retryWait, pollExit, connectExit } from "../backoff.js";
 
 const cases = JSON.parse(readFileSync(new URL("../../testdata/backoff-cases.json", import.meta.url), "utf8"));
 
@@ -27,5 +27,12 @@ test("pollExit: the shared cases", () => {
   for (const c of cases.exits) {
     const got = pollExit({ error: c.error ?? undefined, status: c.status, ms: c.parkedMs }, c.wellFormed);
     assert.equal(got, c.exit, c.name);
+  }
+});
+
+test("connectExit: the shared cases", () => {
+  assert.ok(cases.connects.length > 0);
+  for (const c of cases.connects) {
+    assert.equal(connectExit({ error: c.error ?? undefined, status: c.status }, c.hasId), c.exit, c.name);
   }
 });

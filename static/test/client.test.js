@@ -172,6 +172,25 @@ test("503 with Retry-After: waits [R, 2R) seconds, as the server asked", async (
   }
 });
 
+test("a refused connect (429 or 503) waits [R, 2R) seconds, as the server asked, then connects", async () => {
+  for (const status of [429, 503]) {
+    let connects = 0;
+    const c = start(
+      (req) => {
+        if (req.path !== "/connect") return "hang";
+        return ++connects === 1 ? { status, headers: { "Retry-After": "3" }, body: { error: "refused" } } : connected();
+      },
+      { random: 0.5 },
+    );
+    await c.clock.advance(4499);
+    assert.equal(c.server.of("/connect").length, 1, `${status}: not before the Retry-After wait`);
+    await c.clock.advance(1);
+    assert.equal(c.server.of("/connect").length, 2, `${status}: then at once`);
+    assert.equal(c.server.of("/poll").length, 1);
+    c.socket.close();
+  }
+});
+
 test("503 without a usable Retry-After backs off like any failure", async () => {
   const c = start((req) => (req.path === "/connect" ? connected() : { status: 503, headers: { "Retry-After": "soon" } }), { random: 0 });
   await c.clock.advance(1000);
