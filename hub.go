@@ -62,7 +62,7 @@ type client struct {
 	queue    []*message   // seq acked+1, acked+2, ...
 	sent     uint64       // the highest seq ever handed to a poll; `after` may not pass it
 	parked   *pollRequest // the poll waiting for news, if any
-	lastSeen time.Time    // when the client last had a poll parked or answered
+	lastSeen time.Time    // when it connected or a poll of its last ended: expiry counts from here
 	polled   bool         // it has polled at least once: cfg.firstPoll no longer applies
 	addr     string       // where it connected from, for its address's share (clientAddr)
 }
