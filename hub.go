@@ -23,6 +23,7 @@ type config struct {
 	maxBatch      int           // bytes of messages one answer carries (at least one message)
 	writeTimeout  time.Duration // how long writing one answer may take, from when it starts
 	maxDepth      int           // how deeply a message's data may nest arrays and objects
+	emitRate      int           // bytes a second one address may emit (rate.go); 0 is no limit
 }
 
 // message is one event, encoded to JSON once and shared by every mailbox it sits in.
@@ -112,7 +113,7 @@ func newHub(cfg config) *hub {
 // and stops when stop is closed.
 func (h *hub) run() {
 	defer close(h.done)
-	s := &state{cfg: h.cfg, clients: map[string]*client{}, byAddr: map[string]int{}, gone: newGraveyard(h.cfg.maxClients), presence: newPresence()}
+	s := &state{cfg: h.cfg, clients: map[string]*client{}, byAddr: map[string]int{}, budgets: map[string]*budget{}, gone: newGraveyard(h.cfg.maxClients), presence: newPresence()}
 	sweep := time.NewTicker(max(h.cfg.firstPollWithin()/4, time.Millisecond)) // expiry is checked 4 times per bound
 	defer sweep.Stop()
 	presence := time.NewTicker(h.cfg.presenceEvery)
@@ -192,6 +193,7 @@ type state struct {
 	cfg      config
 	clients  map[string]*client // by id
 	byAddr   map[string]int     // how many clients each address holds (lifetimes.go)
+	budgets  map[string]*budget // what each address may still emit (rate.go)
 	gone     *graveyard         // why recent ids left, for clear 410s (lifetimes.go)
 	presence *presence          // who was told which online count (presence.go)
 }
@@ -258,8 +260,12 @@ func (s *state) unpark(req *pollRequest) {
 // for a sender that this very message evicted: that sender hears of it from its next
 // poll, and an error here would make it send again what everybody else already has.
 func (s *state) emit(req emitRequest) error {
-	if _, ok := s.clients[req.from]; !ok {
+	c, ok := s.clients[req.from]
+	if !ok {
 		return s.gone.why(req.from)
+	}
+	if err := s.spend(c.addr, len(req.msg.body), time.Now()); err != nil {
+		return err // rate.go: this address emits faster than readers should have to read
 	}
 	s.broadcast(req.msg)
 	return nil

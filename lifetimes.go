@@ -107,6 +107,7 @@ func (s *state) expire(now time.Time) {
 		}
 	}
 	s.gone.sweep(now, s.cfg.clientTTL*10)
+	s.forgetBudgets(now) // rate.go
 }
 
 // evict drops the clients whose mailboxes overflowed: they stopped reading.

@@ -55,7 +55,8 @@ func defaultConfig() config {
 		mailbox:       1024,
 		maxBatch:      65536,
 		writeTimeout:  10 * time.Second,
-		maxDepth:      32, // a chat needs 2 or 3; see maxDepthCeiling for the readers' own limits
+		maxDepth:      32,    // a chat needs 2 or 3; see maxDepthCeiling for the readers' own limits
+		emitRate:      65536, // a chat's person types far less; see rate.go
 	}
 }
 
@@ -118,6 +119,7 @@ func parseFlags(args []string, logTo io.Writer) (options, error) {
 	flags.IntVar(&cfg.maxBatch, "max-batch", cfg.maxBatch, "bytes of messages one poll answer carries at most (always at least one message)")
 	flags.Int64Var(&o.maxMessage, "max-message", 65536, "bytes of request body an emit may carry")
 	flags.IntVar(&cfg.maxDepth, "max-depth", cfg.maxDepth, "how deeply a message's data may nest arrays and objects; deeper gets 400")
+	flags.IntVar(&cfg.emitRate, "emit-rate", cfg.emitRate, "bytes a second one address may emit, each emit counting 1 KiB more than its size; faster gets 429; 0 is no limit")
 	flags.IntVar(&o.maxConns, "max-conns", 0, "connections open at once; more wait (0: the descriptor limit less "+strconv.Itoa(spareFDs)+")")
 	flags.Var(&o.allowHosts, "allow-host", "a `host` to answer besides loopback names, when listening on loopback; repeat it or list them with commas")
 	if err := flags.Parse(args); err != nil {

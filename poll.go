@@ -343,11 +343,15 @@ func refusedStatus(err error) int {
 func failHub(w http.ResponseWriter, err error) {
 	var gone goneError
 	var cursor cursorError
+	var rate rateError
 	switch {
 	case errors.As(err, &gone):
 		fail(w, http.StatusGone, err.Error())
 	case errors.As(err, &cursor):
 		fail(w, http.StatusBadRequest, err.Error())
+	case errors.As(err, &rate):
+		w.Header().Set("Retry-After", rate.retryAfter())
+		fail(w, http.StatusTooManyRequests, err.Error())
 	default: // errFull, errStopped, shareError: come back later, and not all at once
 		w.Header().Set("Retry-After", retryAfter)
 		fail(w, refusedStatus(err), err.Error())
