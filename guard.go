@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -141,13 +142,43 @@ func hostOnly(host string) string {
 }
 
 // sameOrigin refuses a POST that a browser says comes from another site (a plain
-// HTML form can POST /connect with no body and no preflight), with the API's JSON
-// 403. Requests without Sec-Fetch-Site or Origin, from curl, Node or Go, pass.
+// HTML form can POST /connect with no body and no preflight), and a socket.io
+// handshake, a GET that takes a seat (an <img> on any page could take them all), with
+// the API's JSON 403. Requests without Sec-Fetch-Site or Origin, from curl, Node or
+// Go, pass.
 func sameOrigin(next http.Handler) http.Handler {
-	p := http.NewCrossOriginProtection()
-	p.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	deny := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		fail(w, http.StatusForbidden, "cross-origin request refused: this server answers only its own page")
-	}))
-	return p.Handler(next)
+	})
+	p := http.NewCrossOriginProtection()
+	p.SetDenyHandler(deny)
+	checked := p.Handler(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handshake := r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/socket.io/") && r.URL.Query().Get("sid") == ""
+		if handshake && crossSite(r) {
+			deny(w, r)
+			return
+		}
+		checked.ServeHTTP(w, r)
+	})
+}
+
+// crossSite says whether a browser sent r from another site's page: by its
+// Sec-Fetch-Site, or, from a browser too old to send that, by an Origin that is not
+// this host.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return false
+	case "":
+	default:
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err != nil || !strings.EqualFold(u.Host, r.Host)
 }

@@ -70,6 +70,12 @@ func TestOnlyTheHostsMeantAndNoCrossOriginPosts(t *testing.T) {
 		{"a cross-site form", "POST", "/connect", map[string]string{"Sec-Fetch-Site": "cross-site"}, 403, "cross-origin"},
 		{"an older browser's form", "POST", "/connect", map[string]string{"Origin": "http://evil.example"}, 403, "cross-origin"},
 		{"the page itself", "POST", "/connect", map[string]string{"Sec-Fetch-Site": "same-origin"}, 200, ""},
+		// A socket.io handshake is a GET that takes one of its address's seats: a foreign
+		// page's <img> loop must not take them all.
+		{"a foreign page's handshake", "GET", eioPath, map[string]string{"Sec-Fetch-Site": "cross-site"}, 403, "cross-origin"},
+		{"an older browser's handshake", "GET", eioPath, map[string]string{"Origin": "http://evil.example"}, 403, "cross-origin"},
+		{"the page's own handshake", "GET", eioPath, map[string]string{"Sec-Fetch-Site": "same-origin"}, 200, ""},
+		{"a handshake from curl, Node or Go", "GET", eioPath, nil, 200, ""},
 		{"curl, Node or Go", "POST", "/connect", nil, 200, ""},
 		{"a named host", "POST", "/connect", map[string]string{"Host": "chat.example"}, 200, ""},
 		{"localhost", "GET", "/", map[string]string{"Host": "localhost:8080"}, 200, ""},
