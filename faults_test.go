@@ -469,3 +469,19 @@ func TestAnAnswerLostSilentlyCostsNothing(t *testing.T) {
 	require.Equal(t, "chat", msgs[1].Event)
 	require.JSONEq(t, `"kept"`, string(msgs[1].Data))
 }
+
+// TestABodyTooBigUpFrontIsRefusedAtOnce: an emit whose Content-Length is over
+// -max-message gets its 413 at once, not after waiting for a body that never comes.
+func TestABodyTooBigUpFrontIsRefusedAtOnce(t *testing.T) {
+	ts := start(t, testConfig())
+	id := ts.connect(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	fmt.Fprintf(conn, "POST /emit?id=%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n", id)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "answered within 3 s, with no body sent")
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+}

@@ -198,6 +198,10 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 // the time the body took to arrive must not eat the answer's. An error comes with the
 // status that says it: 413 over the limit, 408 cut by the server's ReadTimeout.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64, writeTimeout time.Duration) ([]byte, int, error) {
+	if r.ContentLength > limit { // said too big up front: no need to wait for it
+		startAnswer(w, writeTimeout)
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body is over %d bytes", limit)
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	startAnswer(w, writeTimeout)
 	var tooBig *http.MaxBytesError
