@@ -112,7 +112,11 @@ func (c *hostCheck) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !c.allows(r.Host) {
 			w.Header().Set("Cache-Control", "no-store")
-			fail(w, http.StatusForbidden, fmt.Sprintf("Host %q is not one this server answers: start it with -allow-host %s to answer it", r.Host, hostOnly(r.Host)))
+			why := fmt.Sprintf("Host %q is not one this server answers: start it with -allow-host %s to answer it", r.Host, hostOnly(r.Host))
+			if hostOnly(r.Host) == "" {
+				why = "a request without a Host is not answered here: send the name you reach the server by"
+			}
+			fail(w, http.StatusForbidden, why)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"testing"
 
@@ -115,4 +116,15 @@ func TestClientAddr(t *testing.T) {
 		require.Equal(t, tt.want, clientAddr(&http.Request{RemoteAddr: tt.give}), tt.give)
 	}
 	require.Equal(t, "pipe", clientAddr(&http.Request{RemoteAddr: "pipe"}))
+}
+
+// TestARequestWithoutAHostIsToldWhy: HTTP/1.0 may send no Host; the refusal says so
+// rather than naming an empty host to allow.
+func TestARequestWithoutAHostIsToldWhy(t *testing.T) {
+	check := &hostCheck{}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Host = ""
+	w := httptest.NewRecorder()
+	check.wrap(http.NotFoundHandler()).ServeHTTP(w, r)
+	requireError(t, reply{w.Code, w.Header(), w.Body.Bytes()}, http.StatusForbidden, "without a Host")
 }
