@@ -169,7 +169,7 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
 	}
-	body, err := decodeEmit(http.MaxBytesReader(w, r.Body, a.cfg.maxMessage))
+	body, err := decodeEmit(http.MaxBytesReader(w, r.Body, a.cfg.maxMessage), a.cfg.maxDepth)
 	a.start(w) // again: the time the body took to arrive must not eat the answer's
 	var tooBig *http.MaxBytesError
 	switch {

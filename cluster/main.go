@@ -61,11 +61,15 @@ func parse(args []string, logTo io.Writer) (config, options, error) {
 	flags.IntVar(&cfg.backlog, "backlog", 1024, "messages the stream keeps; a client further behind gets 410")
 	flags.IntVar(&cfg.maxBatch, "max-batch", 65536, "bytes of messages one poll answer carries at most (always at least one message)")
 	flags.Int64Var(&cfg.maxMessage, "max-message", 65536, "bytes of request body an emit may carry")
+	flags.IntVar(&cfg.maxDepth, "max-depth", 32, "how deeply a message's data may nest arrays and objects; deeper gets 400")
 	if err := flags.Parse(args); err != nil {
 		return cfg, o, err
 	}
 	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.presenceEvery <= 0 || cfg.maxClients < 1 || cfg.backlog < 1 || cfg.maxBatch < 1 || cfg.maxMessage < 1 {
 		return cfg, o, errors.New("-poll-timeout, -client-ttl and -presence-every must be positive; -max-clients, -backlog, -max-batch and -max-message at least 1")
+	}
+	if cfg.maxDepth < 1 || cfg.maxDepth > maxDepthCeiling {
+		return cfg, o, fmt.Errorf("-max-depth must be 1 to %d: deeper, some JSON readers fail on the poll answer", maxDepthCeiling)
 	}
 	return cfg, o, nil
 }

@@ -25,6 +25,7 @@ type config struct {
 	maxBatch      int           // bytes of messages one answer carries (at least one message)
 	maxMessage    int64         // bytes of request body an emit may carry
 	writeTimeout  time.Duration // how long writing one answer may take, from when it starts
+	maxDepth      int           // how deeply a message's data may nest arrays and objects (bounds.go)
 }
 
 // entry is one message of the one order: g is its place in it, body is
