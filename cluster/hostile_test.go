@@ -7,9 +7,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -17,7 +21,7 @@ import (
 // TestCopiesOfTheRootAreIdentical: the rules against hostile clients are one rule,
 // kept in the root and copied here byte for byte, so that the two cannot drift.
 func TestCopiesOfTheRootAreIdentical(t *testing.T) {
-	for _, name := range []string{"bounds.go"} {
+	for _, name := range []string{"bounds.go", "guard.go", "conns.go"} {
 		t.Run(name, func(t *testing.T) {
 			root, err := os.ReadFile("../" + name)
 			require.NoError(t, err)
@@ -88,4 +92,91 @@ func nextChat(t *testing.T, base, id string, after *uint64) message {
 	}
 	require.Fail(t, "no chat in 10 polls")
 	return message{}
+}
+
+// TestOnlyTheHostsMeantAndNoCrossOriginPosts: behind nginx, a node answers only the
+// Hosts a browser on loopback or a named host sends, and refuses a POST that a
+// browser says comes from another site, with JSON 403s that name the way out.
+func TestOnlyTheHostsMeantAndNoCrossOriginPosts(t *testing.T) {
+	_, base := startCluster(t, "-allow-host", "chat.example")
+	tests := []struct {
+		name, method, path, host string
+		header                   map[string]string
+		want                     int
+		wantErr                  string
+	}{
+		{"loopback, as nginx was reached", "GET", "/index.html", "", nil, 200, ""},
+		{"localhost", "GET", "/index.html", "localhost:8080", nil, 200, ""},
+		{"a named host", "POST", "/connect", "chat.example", nil, 200, ""},
+		{"a page that rebound its name to loopback", "GET", "/index.html", "evil.example:8080", nil, 403, "start it with -allow-host evil.example"},
+		{"a rebound page posting", "POST", "/connect", "evil.example", nil, 403, "-allow-host evil.example"},
+		{"a cross-site form", "POST", "/connect", "", map[string]string{"Sec-Fetch-Site": "cross-site"}, 403, "cross-origin request refused"},
+		{"a foreign Origin", "POST", "/connect", "", map[string]string{"Origin": "http://evil.example"}, 403, "cross-origin request refused"},
+		{"the page's own Origin", "POST", "/connect", "", map[string]string{"Origin": base}, 200, ""},
+		{"the page itself", "POST", "/connect", "", map[string]string{"Sec-Fetch-Site": "same-origin"}, 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, base+tt.path, nil)
+			require.NoError(t, err)
+			if tt.host != "" {
+				req.Host = tt.host
+			}
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.Equal(t, tt.want, resp.StatusCode, string(body))
+			if tt.want == 403 {
+				require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+				var v struct{ Error string }
+				require.NoError(t, json.Unmarshal(body, &v), string(body))
+				require.Contains(t, v.Error, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestTheConnectionCapHolds: a node with -max-conns 2 keeps at most 2 connections,
+// closing the idlest to make room (silent ones, here, long before their 5 s header
+// timeout), and a legitimate client still gets its answer.
+func TestTheConnectionCapHolds(t *testing.T) {
+	r := startRedis(t)
+	node := startNode(t, r.addr, "-max-conns", "2")
+	closed := make(chan bool, 5)
+	for range 5 {
+		c, err := net.Dial("tcp", node)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		go func() { // owns c's reads; says whether the node closed it within 3 s
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			_, err := c.Read(make([]byte, 1))
+			closed <- err != nil && !os.IsTimeout(err)
+		}()
+	}
+	id := connect(t, "http://"+node)
+	require.Equal(t, "online", poll(t, "http://"+node, id, 0)[0].Event)
+	n := 0
+	for range 5 {
+		if <-closed {
+			n++
+		}
+	}
+	require.GreaterOrEqual(t, n, 3, "the node kept more than -max-conns connections open")
+}
+
+// TestMaxConnsFlag: -max-conns beyond the descriptor limit is refused at start.
+func TestMaxConnsFlag(t *testing.T) {
+	_, o, err := parse([]string{"-max-conns", "2000000000"}, io.Discard)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, _, _, err = atTheDoor(ln, o)
+	require.ErrorContains(t, err, "-max-conns 2000000000 is over the descriptor limit")
+	_, _, err = parse([]string{"-max-conns", "-1"}, io.Discard)
+	require.ErrorContains(t, err, "-max-conns at least 0")
 }

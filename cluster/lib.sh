@@ -52,6 +52,8 @@ start_node() {
 # start_nginx PORT NODE_PORT...: nginx in front of the nodes, round-robin, no
 # affinity; a poll a dead node held is passed to the next (GET is idempotent here:
 # the cursor says what to send), an emit once sent is not (it may be appended).
+# It passes the browser's Host on ($http_host, port included): each node's Host
+# check and cross-origin check (guard.go) must see what the browser sent.
 start_nginx() {
   local port=$1 servers="" user=""
   shift
@@ -82,6 +84,7 @@ $servers    keepalive 256;
       proxy_pass http://nodes;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
       proxy_buffering off;
       proxy_read_timeout 60s;
       proxy_next_upstream error timeout;
