@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -179,4 +180,24 @@ func TestMaxConnsFlag(t *testing.T) {
 	require.ErrorContains(t, err, "-max-conns 2000000000 is over the descriptor limit")
 	_, _, err = parse([]string{"-max-conns", "-1"}, io.Discard)
 	require.ErrorContains(t, err, "-max-conns at least 0")
+}
+
+// TestAConnectThatNeverPollsGivesItsSlotBackSoon: a client that never polls is
+// dropped after -first-poll, long before -client-ttl, with the single server's
+// reason; one that polled stays.
+func TestAConnectThatNeverPollsGivesItsSlotBackSoon(t *testing.T) {
+	r, base := startCluster(t, "-client-ttl", "20s", "-first-poll", "300ms")
+	rdb := r.client()
+	start := time.Now()
+	silent, active := connect(t, base), connect(t, base)
+	poll(t, base, active, 0)
+	require.Eventually(t, func() bool {
+		return rdb.Exists(context.Background(), "lp:c:"+silent).Val() == 0
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Less(t, time.Since(start), 5*time.Second, "the silent client stayed for most of -client-ttl")
+	require.Equal(t, "expired: no first poll within 300ms of connecting", rdb.Get(context.Background(), "lp:g:"+silent).Val())
+	a := do(t, "GET", fmt.Sprintf("%s/poll?id=%s&after=0", base, silent), "")
+	require.Equal(t, 410, a.status, a.body)
+	require.Contains(t, a.body, "no first poll within 300ms")
+	require.Equal(t, int64(1), rdb.Exists(context.Background(), "lp:c:"+active).Val(), "a client that polled was dropped")
 }

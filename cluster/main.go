@@ -60,6 +60,7 @@ func parse(args []string, logTo io.Writer) (config, options, error) {
 	flags.DurationVar(&cfg.pollTimeout, "poll-timeout", 25*time.Second, "how long a poll may wait for news before it answers empty")
 	flags.DurationVar(&cfg.clientTTL, "client-ttl", 30*time.Second, "a client no node has seen polling for this long is expired")
 	flags.DurationVar(&cfg.presenceEvery, "presence-every", time.Second, "the online count goes to everybody at most this often, when it changed")
+	flags.DurationVar(&cfg.firstPoll, "first-poll", 10*time.Second, "a client that has not polled this long after connecting is expired (at most -client-ttl)")
 	flags.IntVar(&cfg.maxClients, "max-clients", 10000, "connected clients at most, over all nodes; more get 503")
 	flags.IntVar(&cfg.backlog, "backlog", 1024, "messages the stream keeps; a client further behind gets 410")
 	flags.IntVar(&cfg.maxBatch, "max-batch", 65536, "bytes of messages one poll answer carries at most (always at least one message)")
@@ -75,8 +76,8 @@ func parse(args []string, logTo io.Writer) (config, options, error) {
 
 // check says which flag is out of range, if any.
 func check(cfg config, o options) error {
-	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.presenceEvery <= 0 || cfg.maxClients < 1 || cfg.backlog < 1 || cfg.maxBatch < 1 || cfg.maxMessage < 1 || o.maxConns < 0 {
-		return errors.New("-poll-timeout, -client-ttl and -presence-every must be positive; -max-clients, -backlog, -max-batch and -max-message at least 1; -max-conns at least 0")
+	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.presenceEvery <= 0 || cfg.firstPoll <= 0 || cfg.maxClients < 1 || cfg.backlog < 1 || cfg.maxBatch < 1 || cfg.maxMessage < 1 || o.maxConns < 0 {
+		return errors.New("-poll-timeout, -client-ttl, -first-poll and -presence-every must be positive; -max-clients, -backlog, -max-batch and -max-message at least 1; -max-conns at least 0")
 	}
 	if cfg.maxDepth < 1 || cfg.maxDepth > maxDepthCeiling {
 		return fmt.Errorf("-max-depth must be 1 to %d: deeper, some JSON readers fail on the poll answer", maxDepthCeiling)
@@ -129,7 +130,8 @@ func newStore(cfg config, o options) *store {
 		Addr: o.redisAddr, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 		MaxRetries: -1, // a retried emit could append twice: a failure is a 503 instead
 	})
-	return &store{rdb: rdb, prefix: o.prefix, backlog: cfg.backlog, maxClients: cfg.maxClients, graveMs: (10 * cfg.clientTTL).Milliseconds()}
+	return &store{rdb: rdb, prefix: o.prefix, backlog: cfg.backlog, maxClients: cfg.maxClients, graveMs: (10 * cfg.clientTTL).Milliseconds(),
+		firstPollMs: (cfg.clientTTL - cfg.firstPollWithin()).Milliseconds()}
 }
 
 // serve runs the node's goroutines and HTTP server on ln until ctx is done.
