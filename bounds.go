@@ -1,7 +1,8 @@
 // bounds.go owns what a message's data may be beyond its size: what every common
 // JSON reader (browsers' JSON.parse and structured clone, Python's json, Go's
 // encoding/json into any) can take. Both faces build messages through newMessage,
-// which calls checkData, so there is one copy of the rule.
+// which calls checkData, so there is one copy of the rule; the cluster's emit calls
+// it too, from cluster/bounds.go, this file byte for byte (a test there checks).
 
 package main
 

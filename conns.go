@@ -1,6 +1,7 @@
 // conns.go owns the connection cap: a listener that keeps at most a set number of
 // connections open, so that the server never runs out of file descriptors, and that
-// closes idle ones to make room while every slot is taken.
+// closes idle ones to make room while every slot is taken. Each cluster node uses it
+// too: cluster/conns.go is this file byte for byte (a test there checks).
 
 package main
 

@@ -30,7 +30,7 @@ type eioConfig struct {
 type eio struct {
 	hub      *hub
 	cfg      eioConfig
-	seats    *seats   // sessions open, in all and by address (guard.go)
+	seats    *seats   // sessions open, in all and by address (share.go)
 	sessions sync.Map // sid -> *session: written at handshake and close, read by every request
 }
 

@@ -137,3 +137,16 @@ func TestJSONClientsAndSocketsShareOneAddressShare(t *testing.T) {
 	require.NoError(t, err)
 	requireError(t, r, http.StatusTooManyRequests, "-max-per-address")
 }
+
+func TestClientAddr(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{"127.0.0.2:5000", "127.0.0.2"},
+		{"[::ffff:10.0.0.1]:5000", "10.0.0.1"},
+		{"[2001:db8:1:2:3:4:5:6]:5000", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:ffff::1]:80", "2001:db8:1:2::/64"},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, clientAddr(&http.Request{RemoteAddr: tt.give}), tt.give)
+	}
+	require.Equal(t, "pipe", clientAddr(&http.Request{RemoteAddr: "pipe"}))
+}

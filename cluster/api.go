@@ -25,11 +25,12 @@ import (
 
 // api is the HTTP face of one node.
 type api struct {
-	cfg  config
-	st   *store
-	tail *tail
-	chk  *checker // a poll's check goes to Redis in a pipeline with its neighbours
-	node string   // this node's name, in every answer's X-Node header
+	cfg   config
+	st    *store
+	tail  *tail
+	chk   *checker   // a poll's check goes to Redis in a pipeline with its neighbours
+	node  string     // this node's name, in every answer's X-Node header
+	hosts *hostCheck // the Host check (guard.go); nil answers every Host
 }
 
 // retryAfter is what a 503 asks clients to wait, in whole seconds.
@@ -39,8 +40,9 @@ const retryAfter = "2"
 // prompt 503, not a hung request.
 const redisTimeout = 2 * time.Second
 
-// routes maps the contract's paths to handlers, as the single server does. The
-// socket.io face is not here: its sessions live in one process (docs/cluster.md).
+// routes maps the contract's paths to handlers, behind the single server's Host check
+// and refusal of cross-origin POSTs (guard.go). The socket.io face is not here: its
+// sessions live in one process (docs/cluster.md).
 func routes(a *api, files fs.FS) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/connect", a.only(a.connect, "POST"))
@@ -52,9 +54,10 @@ func routes(a *api, files fs.FS) http.Handler {
 		fail(w, http.StatusNotFound, "the cluster serves only the JSON face; socket.io's sessions need one process (run the single server)")
 	}, "GET", "POST"))
 	mux.Handle("/", a.only(a.page(files), "GET", "HEAD"))
+	guarded := a.hosts.wrap(sameOrigin(mux))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Node", a.node) // shows which node answered: there is no affinity
-		mux.ServeHTTP(w, r)
+		guarded.ServeHTTP(w, r)
 	})
 }
 
@@ -169,7 +172,7 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
 	}
-	body, err := decodeEmit(http.MaxBytesReader(w, r.Body, a.cfg.maxMessage))
+	body, err := decodeEmit(http.MaxBytesReader(w, r.Body, a.cfg.maxMessage), a.cfg.maxDepth)
 	a.start(w) // again: the time the body took to arrive must not eat the answer's
 	var tooBig *http.MaxBytesError
 	switch {

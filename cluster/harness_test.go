@@ -154,12 +154,16 @@ func startNode(t testing.TB, redisAddr string, extra ...string) string {
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	capped, hosts, _, err := atTheDoor(ln, o)
+	require.NoError(t, err)
 	st := newStore(cfg, o)
 	name := ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	go func() { done <- serve(ctx, ln, cfg, st, &api{cfg: cfg, st: st, node: name}, os.DirFS(o.static), log) }()
+	go func() {
+		done <- serve(ctx, capped, cfg, st, &api{cfg: cfg, st: st, node: name, hosts: hosts}, os.DirFS(o.static), log)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -233,7 +237,9 @@ func (n *nodeProcess) kill() {
 // nginxConf puts nodes behind one address with round-robin and no affinity. A node
 // that fails is left out for a second; a poll it held is passed to the next node
 // (GET is idempotent here: the cursor says what to send). An emit is not passed on
-// once sent: it may have been appended already.
+// once sent: it may have been appended already. It passes the browser's Host on
+// ($http_host, port included), so that a node's Host check and cross-origin check
+// (guard.go) see what the browser sent, not the upstream's name.
 const nginxConf = `%s
 worker_processes 1;
 error_log %[2]s/error.log warn;
@@ -257,6 +263,7 @@ http {
       proxy_pass http://nodes;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
       proxy_buffering off;
       proxy_read_timeout 60s;
       proxy_next_upstream error timeout;

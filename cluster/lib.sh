@@ -52,6 +52,8 @@ start_node() {
 # start_nginx PORT NODE_PORT...: nginx in front of the nodes, round-robin, no
 # affinity; a poll a dead node held is passed to the next (GET is idempotent here:
 # the cursor says what to send), an emit once sent is not (it may be appended).
+# It passes the browser's Host on ($http_host, port included): each node's Host
+# check and cross-origin check (guard.go) must see what the browser sent.
 start_nginx() {
   local port=$1 servers="" user=""
   shift
@@ -74,17 +76,37 @@ http {
   upstream nodes {
 $servers    keepalive 256;
   }
+  # Every request reaches a node from this nginx, so only nginx knows a client's
+  # address: it bounds each address's connects (a burst of 1,000, then 20 a second)
+  # and open connections (2,000: a tab holds a poll and an emit). Over either: 429.
+  limit_req_zone \$binary_remote_addr zone=connects:10m rate=20r/s;
+  limit_conn_zone \$binary_remote_addr zone=addrs:10m;
   server {
     listen 127.0.0.1:$port;
     keepalive_requests 1000000;
     client_max_body_size 1m;
+    limit_conn addrs 2000;
+    limit_conn_status 429;
+    limit_req_status 429;
+    error_page 429 = @busy;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host \$http_host;
+    proxy_buffering off;
+    proxy_read_timeout 60s;
+    proxy_next_upstream error timeout;
     location / {
       proxy_pass http://nodes;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-      proxy_read_timeout 60s;
-      proxy_next_upstream error timeout;
+    }
+    location = /connect {
+      limit_req zone=connects burst=1000 nodelay;
+      proxy_pass http://nodes;
+    }
+    location @busy {
+      add_header Retry-After 2 always;
+      add_header Cache-Control no-store always;
+      default_type application/json;
+      return 429 '{"error":"this address holds its share: too many connects or connections at once"}\n';
     }
   }
 }

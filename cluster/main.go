@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -41,6 +42,8 @@ func main() {
 // options are the flags that are not the node's limits.
 type options struct {
 	addr, redisAddr, prefix, node, static string
+	maxConns                              int      // 0: derived from the descriptor limit (conns.go)
+	allowHosts                            hostList // more hosts to answer besides loopback names (guard.go)
 }
 
 // parse reads the flags into a config and options.
@@ -57,17 +60,29 @@ func parse(args []string, logTo io.Writer) (config, options, error) {
 	flags.DurationVar(&cfg.pollTimeout, "poll-timeout", 25*time.Second, "how long a poll may wait for news before it answers empty")
 	flags.DurationVar(&cfg.clientTTL, "client-ttl", 30*time.Second, "a client no node has seen polling for this long is expired")
 	flags.DurationVar(&cfg.presenceEvery, "presence-every", time.Second, "the online count goes to everybody at most this often, when it changed")
+	flags.DurationVar(&cfg.firstPoll, "first-poll", 10*time.Second, "a client that has not polled this long after connecting is expired (at most -client-ttl)")
 	flags.IntVar(&cfg.maxClients, "max-clients", 10000, "connected clients at most, over all nodes; more get 503")
 	flags.IntVar(&cfg.backlog, "backlog", 1024, "messages the stream keeps; a client further behind gets 410")
 	flags.IntVar(&cfg.maxBatch, "max-batch", 65536, "bytes of messages one poll answer carries at most (always at least one message)")
 	flags.Int64Var(&cfg.maxMessage, "max-message", 65536, "bytes of request body an emit may carry")
+	flags.IntVar(&cfg.maxDepth, "max-depth", 32, "how deeply a message's data may nest arrays and objects; deeper gets 400")
+	flags.IntVar(&o.maxConns, "max-conns", 0, "connections open at once; more wait (0: the descriptor limit less "+strconv.Itoa(spareFDs)+")")
+	flags.Var(&o.allowHosts, "allow-host", "a `host` to answer besides loopback names, when listening on loopback (behind a load balancer: the name browsers use); repeat it or list them with commas")
 	if err := flags.Parse(args); err != nil {
 		return cfg, o, err
 	}
-	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.presenceEvery <= 0 || cfg.maxClients < 1 || cfg.backlog < 1 || cfg.maxBatch < 1 || cfg.maxMessage < 1 {
-		return cfg, o, errors.New("-poll-timeout, -client-ttl and -presence-every must be positive; -max-clients, -backlog, -max-batch and -max-message at least 1")
+	return cfg, o, check(cfg, o)
+}
+
+// check says which flag is out of range, if any.
+func check(cfg config, o options) error {
+	if cfg.pollTimeout <= 0 || cfg.clientTTL <= 0 || cfg.presenceEvery <= 0 || cfg.firstPoll <= 0 || cfg.maxClients < 1 || cfg.backlog < 1 || cfg.maxBatch < 1 || cfg.maxMessage < 1 || o.maxConns < 0 {
+		return errors.New("-poll-timeout, -client-ttl, -first-poll and -presence-every must be positive; -max-clients, -backlog, -max-batch and -max-message at least 1; -max-conns at least 0")
 	}
-	return cfg, o, nil
+	if cfg.maxDepth < 1 || cfg.maxDepth > maxDepthCeiling {
+		return fmt.Errorf("-max-depth must be 1 to %d: deeper, some JSON readers fail on the poll answer", maxDepthCeiling)
+	}
+	return nil
 }
 
 // run serves one node until ctx is done, then shuts down cleanly.
@@ -83,14 +98,30 @@ func run(ctx context.Context, args []string, logTo io.Writer) error {
 	if err != nil {
 		return err
 	}
+	capped, hosts, fdLimit, err := atTheDoor(ln, o)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if o.node == "" {
 		o.node = ln.Addr().String()
 	}
 	log := slog.New(slog.NewTextHandler(logTo, nil)).With("node", o.node)
 	st := newStore(cfg, o)
 	defer st.rdb.Close()
-	log.Info("serving chat; open this URL in two tabs", "url", "http://"+ln.Addr().String()+"/", "redis", o.redisAddr)
-	return serve(ctx, ln, cfg, st, &api{cfg: cfg, st: st, node: o.node}, os.DirFS(o.static), log)
+	log.Info("serving chat; open this URL in two tabs", "url", "http://"+ln.Addr().String()+"/", "redis", o.redisAddr,
+		"host-check", hosts != nil, "fd-limit", fdLimit, "max-conns", cap(capped.slots))
+	return serve(ctx, capped, cfg, st, &api{cfg: cfg, st: st, node: o.node, hosts: hosts}, os.DirFS(o.static), log)
+}
+
+// atTheDoor puts the single server's door checks on ln: the connection cap (conns.go)
+// and the Host check (guard.go, nil when off); and says the descriptor limit.
+func atTheDoor(ln net.Listener, o options) (*connCap, *hostCheck, uint64, error) {
+	maxConns, fdLimit, err := connLimit(o.maxConns)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return newConnCap(ln, maxConns), checkHosts(ln.Addr(), o.allowHosts), fdLimit, nil
 }
 
 // newStore connects to Redis (lazily: the first call dials) with the node's limits.
@@ -99,7 +130,8 @@ func newStore(cfg config, o options) *store {
 		Addr: o.redisAddr, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 		MaxRetries: -1, // a retried emit could append twice: a failure is a 503 instead
 	})
-	return &store{rdb: rdb, prefix: o.prefix, backlog: cfg.backlog, maxClients: cfg.maxClients, graveMs: (10 * cfg.clientTTL).Milliseconds()}
+	return &store{rdb: rdb, prefix: o.prefix, backlog: cfg.backlog, maxClients: cfg.maxClients, graveMs: (10 * cfg.clientTTL).Milliseconds(),
+		firstPollMs: (cfg.clientTTL - cfg.firstPollWithin()).Milliseconds()}
 }
 
 // serve runs the node's goroutines and HTTP server on ln until ctx is done.
@@ -125,6 +157,9 @@ func serve(ctx context.Context, ln net.Listener, cfg config, st *store, a *api, 
 		ReadTimeout:       10 * time.Second, // bodies; a parked GET is not reading, so it is not cut
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if c, ok := ln.(*connCap); ok {
+		srv.ConnState = c.track // idle connections may be closed to make room
 	}
 	srv.RegisterOnShutdown(a.tail.stopTail) // parked polls answer 503 at once
 	served := make(chan error, 1)

@@ -44,16 +44,24 @@ return 2
 `)
 
 // expireScript drops clients not seen since a cutoff: KEYS seen churn; ARGV cutoff
-// prefix why graveMs limit. Bounded per call, so one sweep never holds Redis long.
+// prefix why graveMs limit whyFresh onlyFresh. Bounded per call, so one sweep never
+// holds Redis long. A client that never polled (fresh) was noted at connect as seen
+// earlier than it was (store.firstPollMs), and its grave says so; onlyFresh ("1")
+// drops only those.
 var expireScript = redis.NewScript(`
 local ids = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[5])
+local n = 0
 for _, id in ipairs(ids) do
-  redis.call('DEL', ARGV[2] .. 'c:' .. id)
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('SET', ARGV[2] .. 'g:' .. id, ARGV[3], 'PX', ARGV[4])
+  local fresh = redis.call('HGET', ARGV[2] .. 'c:' .. id, 'fresh')
+  if fresh or ARGV[7] ~= '1' then
+    redis.call('DEL', ARGV[2] .. 'c:' .. id)
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('SET', ARGV[2] .. 'g:' .. id, fresh and ARGV[6] or ARGV[3], 'PX', ARGV[4])
+    n = n + 1
+  end
 end
-if #ids > 0 then redis.call('INCR', KEYS[2]) end
-return #ids
+if n > 0 then redis.call('INCR', KEYS[2]) end
+return n
 `)
 
 // presence ticks for one node.
@@ -66,12 +74,13 @@ type presence struct {
 
 // run is the presence goroutine. It owns whether this node leads (from the last
 // tick) and since when Redis has answered, talks only to Redis, and stops when ctx
-// is done. No client is expired until Redis has answered for a whole TTL: while it
-// was away no poll could note a client as seen, so their last-seen times say nothing.
+// is done. No client is expired until Redis has answered for a whole TTL (one that
+// never polled: for -first-poll): while it was away no poll could note a client as
+// seen, so their last-seen times say nothing.
 func (p *presence) run(ctx context.Context) {
 	tick := time.NewTicker(p.cfg.presenceEvery)
 	defer tick.Stop()
-	sweep := time.NewTicker(max(p.cfg.clientTTL/4, time.Millisecond)) // as the single server: 4 times per TTL
+	sweep := time.NewTicker(max(p.cfg.firstPollWithin()/4, time.Millisecond)) // as the single server: 4 times per bound
 	defer sweep.Stop()
 	leading, up := false, time.Time{}
 	for {
@@ -87,8 +96,8 @@ func (p *presence) run(ctx context.Context) {
 				up = now
 			}
 		case now := <-sweep.C:
-			if leading && !up.IsZero() && now.Sub(up) >= p.cfg.clientTTL {
-				p.expire(ctx, now)
+			if leading && !up.IsZero() && now.Sub(up) >= p.cfg.firstPollWithin() {
+				p.expire(ctx, now, now.Sub(up) < p.cfg.clientTTL)
 			}
 		}
 	}
@@ -106,12 +115,16 @@ func (p *presence) tick(ctx context.Context) (bool, bool) {
 	return n > 0, err == nil
 }
 
-// expire drops the clients that no node has seen polling for cfg.clientTTL.
-func (p *presence) expire(ctx context.Context, now time.Time) {
+// expire drops the clients that no node has seen polling for cfg.clientTTL, and those
+// that never polled within cfg.firstPollWithin() of connecting; onlyFresh, only those.
+// (While onlyFresh, the first 1,000 stale entries may be others, so a fresh one
+// further on waits: at most until Redis has been up for a TTL.)
+func (p *presence) expire(ctx context.Context, now time.Time, onlyFresh bool) {
 	cutoff := now.Add(-p.cfg.clientTTL).UnixMilli()
 	why := "expired: no poll for more than " + p.cfg.clientTTL.String()
+	whyFresh := "expired: no first poll within " + p.cfg.firstPollWithin().String() + " of connecting"
 	keys := p.st.keys("seen", "churn")
-	err := expireScript.Run(ctx, p.st.rdb, keys, strconv.FormatInt(cutoff, 10), p.st.prefix, why, p.st.graveMs, 1000).Err()
+	err := expireScript.Run(ctx, p.st.rdb, keys, strconv.FormatInt(cutoff, 10), p.st.prefix, why, p.st.graveMs, 1000, whyFresh, onlyFresh).Err()
 	if err != nil && ctx.Err() == nil {
 		p.log("expiry sweep failed", "err", err)
 	}

@@ -25,6 +25,9 @@ type store struct {
 	backlog    int    // stream entries Redis keeps; a cursor behind them gets 410
 	maxClients int    // clients registered at most; more get 503
 	graveMs    int64  // how long a departed id's reason is kept, for a clear 410
+	// firstPollMs is how much earlier than now a connect is noted as seen: the expiry
+	// sweep then drops one that never polls after -first-poll, not a whole TTL.
+	firstPollMs int64
 }
 
 // The keys, named once. The stream's entry ids are "0-G": G is the global
@@ -89,13 +92,14 @@ end
 `
 
 // connectScript registers a client: KEYS epoch seq stream seen churn record;
-// ARGV newEpoch id now maxClients. Its base is the sequence now: it gets what comes after.
+// ARGV newEpoch id seen maxClients. Its base is the sequence now: it gets what comes after.
+// fresh marks a client that has not polled yet, for the expiry's reason.
 var connectScript = redis.NewScript(ensureEpoch + `
 local n = redis.call('ZCARD', KEYS[4])
 if n >= tonumber(ARGV[4]) then return {'full'} end
 local base = redis.call('GET', KEYS[2]) or '0'
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
-redis.call('HSET', KEYS[6], 'base', base, 'count', n + 1, 'epoch', epoch)
+redis.call('HSET', KEYS[6], 'base', base, 'count', n + 1, 'epoch', epoch, 'fresh', 1)
 redis.call('INCR', KEYS[5])
 return {'ok', epoch, base, n + 1}
 `)
@@ -111,7 +115,7 @@ type client struct {
 // connect registers id and returns its record.
 func (s *store) connect(ctx context.Context, id string) (client, error) {
 	keys := append(s.keys("epoch", "seq", "stream", "seen", "churn"), s.record(id))
-	res, err := connectScript.Run(ctx, s.rdb, keys, newEpoch(), id, nowMs(), s.maxClients).Slice()
+	res, err := connectScript.Run(ctx, s.rdb, keys, newEpoch(), id, nowMs()-s.firstPollMs, s.maxClients).Slice()
 	if err != nil {
 		return client{}, redisErr(err)
 	}
@@ -135,6 +139,7 @@ end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0') - tonumber(r[1]) + 1
 if tonumber(ARGV[3]) > last then return {'cursor', last} end
 redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[1])
+redis.call('HDEL', KEYS[4], 'fresh')
 return {'ok', epoch, r[1], tonumber(r[2])}
 `)
 

@@ -19,13 +19,19 @@ import (
 type config struct {
 	pollTimeout   time.Duration // how long a poll may park before it answers empty
 	clientTTL     time.Duration // a client not seen polling for this long is expired
+	firstPoll     time.Duration // a client that has not polled this long after connecting is expired
 	presenceEvery time.Duration // the online count goes out at most this often
 	maxClients    int           // clients registered at most, over all nodes
 	backlog       int           // stream entries kept (in Redis and here); a cursor behind gets 410
 	maxBatch      int           // bytes of messages one answer carries (at least one message)
 	maxMessage    int64         // bytes of request body an emit may carry
 	writeTimeout  time.Duration // how long writing one answer may take, from when it starts
+	maxDepth      int           // how deeply a message's data may nest arrays and objects (bounds.go)
 }
+
+// firstPollWithin is how soon after connecting a client must poll, as in the single
+// server: a connect that never polls gives its slot back then, not a whole TTL later.
+func (c config) firstPollWithin() time.Duration { return min(c.firstPoll, c.clientTTL) }
 
 // entry is one message of the one order: g is its place in it, body is
 // `"event":"E","data":D`, shared by every answer that carries it.

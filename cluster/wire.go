@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // writeBatch streams {"messages":[{"seq":S,<body>},...]} to w. Each body was encoded
@@ -51,72 +50,73 @@ func writeBatch(w io.Writer, b batch) error {
 // reserved are the events only the server sends, so no client can fake them.
 var reserved = map[string]bool{"online": true}
 
-// decodeEmit reads {"event":"E","data":D} strictly: valid UTF-8 (RFC 8259, section
-// 8.1), one JSON object whose keys are exactly "event" and "data", each at most once
-// (data may be left out), and a valid event name. encoding/json alone would match
-// keys case-insensitively and let a repeated key win silently, so the object is read
-// key by key. It returns the message encoded once, as the stream keeps it. A body over the limit or cut by the read timeout
-// returns the reader's error, which emit maps to 413 or 408.
-func decodeEmit(r io.Reader) ([]byte, error) {
+// decodeEmit reads {"event":"E","data":D} strictly: one JSON object whose keys are
+// exactly "event" and "data", each at most once (data may be left out), a valid event
+// name, and data every reader can take (checkData, bounds.go). It returns the message
+// encoded once, as the stream keeps it. A body over the limit or cut by the read
+// timeout returns the reader's error, which emit maps to 413 or 408.
+func decodeEmit(r io.Reader, maxDepth int) ([]byte, error) {
 	body, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
 	}
-	if !utf8.Valid(body) {
-		return nil, errors.New("malformed JSON body: not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errors.New(`malformed JSON body: it must be one object, {"event":"E","data":D}`)
-	}
-	event, data, err := readFields(dec)
+	event, data, err := emitFields(body)
 	if err != nil {
 		return nil, err
 	}
+	return newMessage(event, data, maxDepth)
+}
+
+// emitFields reads the object key by key: encoding/json alone would match keys
+// case-insensitively and let a repeated key win silently.
+func emitFields(body []byte) (event string, data json.RawMessage, err error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", nil, errors.New(`malformed JSON body: it must be one object, {"event":"E","data":D}`)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", nil, fmt.Errorf("malformed JSON body: %w", err)
+		}
+		key := tok.(string) // inside an object, a key is always a string
+		switch {
+		case key != "event" && key != "data":
+			return "", nil, fmt.Errorf(`malformed JSON body: unknown field %q; only "event" and "data"`, key)
+		case seen[key]:
+			return "", nil, fmt.Errorf("malformed JSON body: %q appears twice", key)
+		case key == "event" && dec.Decode(&event) != nil:
+			return "", nil, errors.New(`malformed JSON body: "event" must be a string`)
+		case key == "data":
+			if err := dec.Decode(&data); err != nil {
+				return "", nil, fmt.Errorf("malformed JSON body: %w", err)
+			}
+		}
+		seen[key] = true
+	}
 	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, fmt.Errorf("malformed JSON body: %w", err)
+		return "", nil, fmt.Errorf("malformed JSON body: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("malformed JSON body: trailing data after the object")
+		return "", nil, errors.New("malformed JSON body: trailing data after the object")
 	}
-	if event == nil {
-		event = new(string)
+	return event, data, nil
+}
+
+// newMessage checks an event name and the data (bounds.go), and encodes the message
+// once, as the stream keeps it; data left out is null.
+func newMessage(event string, data json.RawMessage, maxDepth int) ([]byte, error) {
+	if err := checkEvent(event); err != nil {
+		return nil, err
 	}
-	if err := checkEvent(*event); err != nil {
+	if err := checkData(data, maxDepth); err != nil {
 		return nil, err
 	}
 	if data == nil {
 		data = json.RawMessage("null")
 	}
-	return encode(*event, data), nil
-}
-
-// readFields reads an object's keys, which must be "event" and "data", each at most once.
-func readFields(dec *json.Decoder) (*string, json.RawMessage, error) {
-	var event *string
-	var data json.RawMessage
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, fmt.Errorf("malformed JSON body: %w", err)
-		}
-		switch key := tok.(string); { // inside an object, a key is always a string
-		case key == "event" && event == nil:
-			event = new(string)
-			if err := dec.Decode(event); err != nil {
-				return nil, nil, errors.New(`malformed JSON body: "event" must be a string`)
-			}
-		case key == "data" && data == nil:
-			if err := dec.Decode(&data); err != nil {
-				return nil, nil, fmt.Errorf("malformed JSON body: %w", err)
-			}
-		case key == "event" || key == "data":
-			return nil, nil, fmt.Errorf("malformed JSON body: %q appears twice", key)
-		default:
-			return nil, nil, fmt.Errorf(`malformed JSON body: unknown field %q; only "event" and "data"`, key)
-		}
-	}
-	return event, data, nil
+	return encode(event, data), nil
 }
 
 // checkEvent accepts 1-64 characters of A-Za-z0-9_.:- that the server does not use itself.
