@@ -1,15 +1,21 @@
-// bounds.go owns what a message's data may be beyond its size: what every common
-// JSON reader (browsers' JSON.parse and structured clone, Python's json, Go's
-// encoding/json into any) can take. Both faces build messages through newMessage,
-// which calls checkData, so there is one copy of the rule; the cluster's emit calls
-// it too, from cluster/bounds.go, this file byte for byte (a test there checks).
+// bounds.go owns what a message may be beyond its size: an emit body's two fields,
+// read strictly; an event name; data that every common JSON reader (browsers'
+// JSON.parse and structured clone, Python's json, Go's encoding/json into any) can
+// take; and the encoding every mailbox shares. Both faces build messages through
+// newMessage (poll.go), which calls checkEvent and checkData, so there is one copy of
+// each rule; the cluster keeps cluster/bounds.go, this file byte for byte (a test
+// there checks).
 
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -91,4 +97,70 @@ func stringEnd(data []byte, i int) (int, error) {
 func hex4(b []byte) rune {
 	r, _ := strconv.ParseUint(string(b[:4]), 16, 32)
 	return rune(r)
+}
+
+// reserved are the events only the server sends, so no client can fake them.
+var reserved = map[string]bool{"online": true}
+
+// emitFields reads the object key by key: encoding/json alone would match keys
+// case-insensitively and let a repeated key win silently.
+func emitFields(body []byte) (event string, data json.RawMessage, err error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", nil, errors.New(`malformed JSON body: it must be one object, {"event":"E","data":D}`)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", nil, fmt.Errorf("malformed JSON body: %w", err)
+		}
+		key := tok.(string) // inside an object, a key is always a string
+		switch {
+		case key != "event" && key != "data":
+			return "", nil, fmt.Errorf(`malformed JSON body: unknown field %q; only "event" and "data"`, key)
+		case seen[key]:
+			return "", nil, fmt.Errorf("malformed JSON body: %q appears twice", key)
+		case key == "event" && dec.Decode(&event) != nil:
+			return "", nil, errors.New(`malformed JSON body: "event" must be a string`)
+		case key == "data":
+			if err := dec.Decode(&data); err != nil {
+				return "", nil, fmt.Errorf("malformed JSON body: %w", err)
+			}
+		}
+		seen[key] = true
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return "", nil, fmt.Errorf("malformed JSON body: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return "", nil, errors.New("malformed JSON body: trailing data after the object")
+	}
+	return event, data, nil
+}
+
+// encode writes the shared part of a message, `"event":"E","data":D`, once.
+func encode(event string, data json.RawMessage) []byte {
+	e, _ := json.Marshal(event) // a string always marshals
+	b := make([]byte, 0, len(e)+len(data)+17)
+	b = append(b, `"event":`...)
+	b = append(b, e...)
+	b = append(b, `,"data":`...)
+	return append(b, data...)
+}
+
+// checkEvent accepts 1-64 characters of A-Za-z0-9_.:- that the server does not use itself.
+func checkEvent(e string) error {
+	if len(e) < 1 || len(e) > 64 {
+		return fmt.Errorf("event must be 1 to 64 characters, got %d", len(e))
+	}
+	for _, c := range e {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("_.:-", c)) {
+			return fmt.Errorf("event %q has %q: use only A-Za-z0-9_.:-", e, c)
+		}
+	}
+	if reserved[e] {
+		return fmt.Errorf("event %q is reserved: only the server sends it", e)
+	}
+	return nil
 }
