@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -24,7 +25,7 @@ type connCap struct {
 	closed chan struct{} // closed by Close, so a waiting Accept ends
 	once   sync.Once
 	mu     sync.Mutex
-	idle   map[*cappedConn]time.Time // open connections not in a request, since when; fed by track
+	open   map[*cappedConn]struct{} // every open connection; changed only as one opens or closes
 }
 
 // shedEvery is how often a full Accept looks again for an idle connection to close:
@@ -32,7 +33,7 @@ type connCap struct {
 const shedEvery = 50 * time.Millisecond
 
 func newConnCap(ln net.Listener, max int) *connCap {
-	return &connCap{Listener: ln, slots: make(chan struct{}, max), closed: make(chan struct{}), idle: map[*cappedConn]time.Time{}}
+	return &connCap{Listener: ln, slots: make(chan struct{}, max), closed: make(chan struct{}), open: map[*cappedConn]struct{}{}}
 }
 
 // Accept waits for a free slot, making room if none is free, then accepts.
@@ -46,7 +47,11 @@ func (l *connCap) Accept() (net.Conn, error) {
 				return nil, err
 			}
 			capped := &cappedConn{Conn: c}
+			capped.idleSince.Store(time.Now().UnixNano()) // no request yet
 			capped.free = sync.OnceFunc(func() { l.forget(capped); <-l.slots })
+			l.mu.Lock()
+			l.open[capped] = struct{}{}
+			l.mu.Unlock()
 			return capped, nil
 		default:
 		}
@@ -73,13 +78,12 @@ func (l *connCap) Close() error {
 func (l *connCap) shed() {
 	l.mu.Lock()
 	var oldest *cappedConn
-	var since time.Time
-	for c, t := range l.idle {
-		if oldest == nil || t.Before(since) {
+	var since int64
+	for c := range l.open {
+		if t := c.idleSince.Load(); t != 0 && (oldest == nil || t < since) {
 			oldest, since = c, t
 		}
 	}
-	delete(l.idle, oldest)
 	l.mu.Unlock()
 	if oldest != nil {
 		oldest.Close()
@@ -87,32 +91,32 @@ func (l *connCap) shed() {
 }
 
 // track is the server's ConnState hook: a connection that has not sent a request yet,
-// or is between requests, may be closed to make room; one in a request may not.
+// or is between requests, may be closed to make room; one in a request may not. It
+// runs twice per request, so it only stores the connection's own mark: no lock.
 func (l *connCap) track(c net.Conn, state http.ConnState) {
 	capped, ok := c.(*cappedConn)
 	if !ok {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	switch state {
 	case http.StateNew, http.StateIdle:
-		l.idle[capped] = time.Now()
+		capped.idleSince.Store(time.Now().UnixNano())
 	default:
-		delete(l.idle, capped)
+		capped.idleSince.Store(0)
 	}
 }
 
 func (l *connCap) forget(c *cappedConn) {
 	l.mu.Lock()
-	delete(l.idle, c)
+	delete(l.open, c)
 	l.mu.Unlock()
 }
 
 // cappedConn gives its slot back when closed, once, however often it is closed.
 type cappedConn struct {
 	net.Conn
-	free func()
+	free      func()
+	idleSince atomic.Int64 // when it went idle, in Unix nanoseconds; 0 while in a request
 }
 
 func (c *cappedConn) Close() error {
